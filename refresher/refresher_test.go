@@ -1,7 +1,6 @@
 package refresher
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -10,14 +9,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/fakeecr"
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 )
 
 // env is a test's fake ECR endpoint, the real SDK client pointed at it,
@@ -25,7 +25,7 @@ import (
 type env struct {
 	srv *fakeecr.Server
 	ecr *ECR
-	log *syncBuffer
+	log *testutil.Buffer
 	dir string
 }
 
@@ -41,7 +41,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{srv: srv, ecr: ecr, log: &syncBuffer{}, dir: t.TempDir()}
+	e := &env{srv: srv, ecr: ecr, log: &testutil.Buffer{}, dir: t.TempDir()}
 	t.Cleanup(func() { e.assertNoPasswordLogged(t) })
 	return e
 }
@@ -310,15 +310,17 @@ func (c *timerClock) NewTimer(d time.Duration) clock.Timer {
 // ECR endpoint.
 type scheduled struct {
 	*env
-	clock *timerClock
-	r     *Refresher
+	clock   *timerClock
+	r       *Refresher
+	metrics *prometheus.Registry
 }
 
 func startScheduled(t *testing.T, e *env, cfg *Config, updates <-chan *Config) *scheduled {
 	t.Helper()
 	fc := &timerClock{FakeClock: clocktesting.NewFakeClock(time.Now().Truncate(time.Second)), waits: make(chan time.Duration, 16)}
 	e.srv.SetClock(fc.Now)
-	r := e.refresher(Options{Clock: fc, Jitter: func() float64 { return 0 }, CallTimeout: 5 * time.Second})
+	promReg := prometheus.NewRegistry()
+	r := e.refresher(Options{Clock: fc, Jitter: func() float64 { return 0 }, CallTimeout: 5 * time.Second, Metrics: NewMetrics(promReg)})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- r.Run(ctx, cfg, updates) }()
@@ -328,7 +330,7 @@ func startScheduled(t *testing.T, e *env, cfg *Config, updates <-chan *Config) *
 			t.Errorf("Run returned %v, want nil", err)
 		}
 	})
-	return &scheduled{env: e, clock: fc, r: r}
+	return &scheduled{env: e, clock: fc, r: r, metrics: promReg}
 }
 
 // next waits until a group has refreshed and parked on its next timer, and
@@ -492,22 +494,4 @@ func TestNotReadyUntilWrittenAndAfterExpiry(t *testing.T) {
 	if nr := s.r.NotReady(); len(nr) != 1 || !strings.Contains(nr[0], "token expired at") {
 		t.Fatalf("NotReady after expiry = %v", nr)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
