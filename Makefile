@@ -5,6 +5,7 @@
 #                  kube-apiserver and etcd (built once into bin/envtest)
 #   make bench     the benchmarks, each with a baseline measured in the same run
 #   make demo      the sidecar end to end against a loopback ECR endpoint
+#   make image     the container image (needs a Docker engine)
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -19,7 +20,7 @@ KUBERNETES_VERSION := v1.37.2
 ENVTEST_DIR := bin/envtest/$(KUBERNETES_VERSION)
 export KUBEBUILDER_ASSETS := $(abspath $(ENVTEST_DIR))
 
-.PHONY: all build test unit bench demo envtest fmt vet lint clean
+.PHONY: all build test unit bench demo image envtest vet clean
 
 all: build
 
@@ -52,6 +53,12 @@ $(ENVTEST_DIR)/kube-apiserver:
 $(ENVTEST_DIR)/etcd:
 	mkdir -p $(ENVTEST_DIR)
 	cd hack/envtest && go build -o $(abspath $@) go.etcd.io/etcd/server/v3
+
+image:
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+
+demo: build
+	go run ./hack/demo $(BIN)
 
 clean:
 	rm -rf bin

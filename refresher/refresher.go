@@ -100,7 +100,9 @@ func (r *Refresher) RunOnce(ctx context.Context, cfg *Config) error {
 	var wg sync.WaitGroup
 	for i, g := range gs {
 		wg.Go(func() {
-			_, errs[i] = r.refresh(ctx, cfg, g)
+			var tok Token
+			tok, errs[i] = r.refresh(ctx, cfg, g)
+			r.logResult(g, tok, errs[i], 0, 0)
 		})
 	}
 	wg.Wait()
@@ -148,14 +150,11 @@ func (r *Refresher) runGroup(ctx context.Context, cfg *Config, g group) {
 			failures = 0
 			expires = tok.ExpiresAt
 			wait = r.nextRefresh(now, tok.ExpiresAt, cfg.Interval)
-			r.opts.Logger.Info("refreshed", "caller", g.key.String(), "registries", names(g.registries),
-				"expiresAt", tok.ExpiresAt, "nextRefreshIn", wait.Round(time.Second).String())
 		} else {
 			failures++
 			wait = r.retryAfter(now, failures, expires)
-			r.opts.Logger.Error("refresh failed", "caller", g.key.String(), "code", errorCode(err),
-				"error", err.Error(), "failures", failures, "retryIn", wait.Round(time.Millisecond).String())
 		}
+		r.logResult(g, tok, err, failures, wait)
 		t := r.opts.Clock.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -164,6 +163,24 @@ func (r *Refresher) runGroup(ctx context.Context, cfg *Config, g group) {
 		case <-t.C():
 		}
 	}
+}
+
+// logResult logs one line for one refresh of g: never the token, only its
+// expiry. wait, if not zero, is when the next attempt comes.
+func (r *Refresher) logResult(g group, tok Token, err error, failures int, wait time.Duration) {
+	if err != nil {
+		attrs := []any{"caller", g.key.String(), "code", errorCode(err), "error", err.Error()}
+		if wait > 0 {
+			attrs = append(attrs, "failures", failures, "retryIn", wait.Round(time.Millisecond).String())
+		}
+		r.opts.Logger.Error("refresh failed", attrs...)
+		return
+	}
+	attrs := []any{"caller", g.key.String(), "registries", names(g.registries), "expiresAt", tok.ExpiresAt}
+	if wait > 0 {
+		attrs = append(attrs, "nextRefreshIn", wait.Round(time.Second).String())
+	}
+	r.opts.Logger.Info("refreshed", attrs...)
 }
 
 // nextRefresh is the earlier of interval and half the token's remaining

@@ -121,11 +121,7 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	r := refresher.New(ecr, refresher.Options{Logger: log, Metrics: metrics})
 
 	if f.once {
-		if err := r.RunOnce(ctx, cfg); err != nil {
-			return err
-		}
-		log.Info("refreshed every registry once", "registries", len(cfg.Registries))
-		return nil
+		return r.RunOnce(ctx, cfg)
 	}
 
 	ln, err := net.Listen("tcp", f.healthAddr)
