@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/ecr-token-refresh/ecr-token-refresh/webhook"
+)
+
+// webhookFlags are the webhook command's flags.
+type webhookFlags struct {
+	port         int
+	certDir      string
+	sidecarImage string
+	healthAddr   string
+	metricsAddr  string
+	enableHTTP2  bool
+}
+
+// parseWebhookFlags parses the webhook command's arguments; usage and flag
+// errors go to stderr.
+func parseWebhookFlags(args []string, stderr io.Writer) (webhookFlags, error) {
+	var f webhookFlags
+	fs := flag.NewFlagSet("webhook", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: ecr-token-refresh webhook [flags]\n\n"+
+			"Serve the mutating admission webhook that injects the sidecar into pods\n"+
+			"annotated ecr-token-refresh.io/inject: \"true\", at "+webhook.Path+".\n"+
+			"The kubeconfig is --kubeconfig, else $KUBECONFIG, else the in-cluster config, else ~/.kube/config.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	fs.IntVar(&f.port, "port", crwebhook.DefaultPort, "HTTPS `port` of the webhook server")
+	fs.StringVar(&f.certDir, "cert-dir", filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
+		"`directory` holding tls.crt and tls.key; reloaded when they change")
+	fs.StringVar(&f.sidecarImage, "sidecar-image", defaultImage+":"+version, "`image` of the injected sidecar")
+	fs.StringVar(&f.healthAddr, "health-probe-bind-address", ":8081", "`address` serving /healthz and /readyz")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "`address` serving /metrics; \"0\" disables it")
+	fs.BoolVar(&f.enableHTTP2, "enable-http2", false, "serve the webhook over HTTP/2 too (off: HTTP/1.1 only)")
+	config.RegisterFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return f, fmt.Errorf("%w: %w", errUsage, err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return f, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	case f.port < 1 || f.port > 65535:
+		return f, fmt.Errorf("%w: --port: %d is not a TCP port (expected 1 to 65535)", errUsage, f.port)
+	case f.sidecarImage == "":
+		return f, fmt.Errorf("%w: --sidecar-image: required", errUsage)
+	}
+	return f, nil
+}
+
+// runWebhook runs the webhook command until ctx is done: a controller-runtime
+// manager with the webhook server, the health probes and the metrics server.
+func runWebhook(ctx context.Context, args []string) error {
+	f, err := parseWebhookFlags(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+
+	logger := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, nil))
+	ctrllog.SetLogger(logger)
+	klog.SetLogger(logger)
+
+	cfg, err := config.GetConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}
+	if !f.enableHTTP2 {
+		// HTTP/2 stays off by default: its rapid-reset and stream
+		// exhaustion attacks (CVE-2023-44487, CVE-2023-39325) hit servers
+		// reachable from the API server.
+		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	mgr, err := manager.New(cfg, manager.Options{
+		Logger:                 logger,
+		Metrics:                metricsserver.Options{BindAddress: f.metricsAddr},
+		HealthProbeBindAddress: f.healthAddr,
+		WebhookServer: crwebhook.NewServer(crwebhook.Options{
+			Port:    f.port,
+			CertDir: f.certDir,
+			TLSOpts: tlsOpts,
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return err
+	}
+	if err := webhook.Register(mgr.GetWebhookServer(), webhook.Options{SidecarImage: f.sidecarImage}); err != nil {
+		return err
+	}
+	logger.Info("starting the webhook", "version", version, "port", f.port, "certDir", f.certDir, "sidecarImage", f.sidecarImage)
+	return mgr.Start(ctx)
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	ctrlenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/envtest"
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
+	"github.com/ecr-token-refresh/ecr-token-refresh/webhook"
+)
+
+// TestParseWebhookFlags checks the webhook command's flags, their defaults
+// and the usage errors.
+func TestParseWebhookFlags(t *testing.T) {
+	defaults := webhookFlags{
+		port:         9443,
+		certDir:      filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
+		sidecarImage: defaultImage + ":" + version,
+		healthAddr:   ":8081",
+		metricsAddr:  ":8080",
+	}
+	tests := []struct {
+		name    string
+		args    []string
+		want    webhookFlags
+		wantErr error
+	}{
+		{"defaults", nil, defaults, nil},
+		{"all set", []string{"--port=8443", "--cert-dir", "/certs", "--sidecar-image", "registry.example.com/ecr-token-refresh:v2",
+			"--health-probe-bind-address", ":9081", "--metrics-bind-address", "0", "--enable-http2"},
+			webhookFlags{port: 8443, certDir: "/certs", sidecarImage: "registry.example.com/ecr-token-refresh:v2", healthAddr: ":9081", metricsAddr: "0", enableHTTP2: true}, nil},
+		{"help", []string{"-h"}, webhookFlags{}, flag.ErrHelp},
+		{"unknown flag", []string{"--self-signed"}, webhookFlags{}, errUsage},
+		{"argument", []string{"extra"}, webhookFlags{}, errUsage},
+		{"port out of range", []string{"--port", "0"}, webhookFlags{}, errUsage},
+		{"empty image", []string{"--sidecar-image="}, webhookFlags{}, errUsage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseWebhookFlags(tt.args, io.Discard)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("error %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && got != tt.want {
+				t.Errorf("flags %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestRunWebhook runs the webhook command against a real kube-apiserver and
+// checks the server's promises: the webhook at /mutate-v1-pod with TLS 1.2
+// at least and no HTTP/2, certificates reloaded from --cert-dir, the health
+// probes and the metrics.
+func TestRunWebhook(t *testing.T) {
+	env := envtest.Start(t, &ctrlenvtest.Environment{})
+	user, err := env.AddUser(ctrlenvtest.User{Name: "webhook", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
+	certDir := filepath.Join(dir, "certs")
+	if err := os.Mkdir(certDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	first := writeServingCert(t, certDir, 1)
+
+	port, health, metrics := freePort(t), freePort(t), freePort(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- runWebhook(ctx, []string{"--port", port, "--cert-dir", certDir,
+			"--health-probe-bind-address", "127.0.0.1:" + health, "--metrics-bind-address", "127.0.0.1:" + metrics})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runWebhook: %v", err)
+		}
+	})
+	testutil.WaitFor(t, 30*time.Second, "/readyz", func() bool {
+		res, err := http.Get("http://127.0.0.1:" + health + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+
+	addr := "127.0.0.1:" + port
+	roots := x509.NewCertPool()
+	roots.AddCert(first)
+	httpClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}}
+	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-42","kind":{"version":"v1","kind":"Pod"},` +
+		`"resource":{"version":"v1","resource":"pods"},"namespace":"default","operation":"CREATE","object":{"apiVersion":"v1","kind":"Pod",` +
+		`"metadata":{"name":"p","annotations":{"ecr-token-refresh.io/inject":"true","ecr-token-refresh.io/registry-main":"123456789012.dkr.ecr.us-west-2.amazonaws.com"}},` +
+		`"spec":{"containers":[{"name":"app","image":"app"}]}}}}`
+	res, err := httpClient.Post("https://"+addr+webhook.Path, "application/json", strings.NewReader(review))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out admissionv1.AdmissionReview
+	err = json.NewDecoder(res.Body).Decode(&out)
+	res.Body.Close()
+	if err != nil || out.Response == nil || out.Response.UID != "u-42" || !out.Response.Allowed ||
+		!strings.Contains(string(out.Response.Patch), `"--registry","123456789012.dkr.ecr.us-west-2.amazonaws.com=/opt/passwords/main.pass"`) ||
+		!strings.Contains(string(out.Response.Patch), `ghcr.io/ecr-token-refresh/ecr-token-refresh:`+version) {
+		t.Errorf("answer %+v (%v)", out.Response, err)
+	}
+	if res.ProtoMajor != 1 {
+		t.Errorf("served over %s, want HTTP/1.1 without --enable-http2", res.Proto)
+	}
+
+	if _, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Error("TLS 1.1 accepted")
+	}
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: roots, NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := conn.ConnectionState().NegotiatedProtocol; p == "h2" {
+		t.Error("HTTP/2 negotiated without --enable-http2")
+	}
+	conn.Close()
+
+	second := writeServingCert(t, certDir, 2)
+	testutil.WaitFor(t, 30*time.Second, "the new serving certificate", func() bool {
+		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return false
+		}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Cmp(second.SerialNumber) == 0
+	})
+
+	res, err = http.Get("http://127.0.0.1:" + metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	if err != nil || !strings.Contains(string(body), `ecr_token_refresh_webhook_admissions_total{outcome="injected"} 1`) {
+		t.Errorf("metrics lack the injection (%v):\n%s", err, body)
+	}
+	res, err = http.Get("http://127.0.0.1:" + health + "/healthz")
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
+}
+
+// writeServingCert writes a self-signed certificate for 127.0.0.1 with the
+// given serial, and its key, as tls.crt and tls.key in dir; each file is
+// replaced at once.
+func writeServingCert(t *testing.T, dir string, serial int64) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: "webhook"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IsCA:         true, BasicConstraintsValid: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, block := range map[string]*pem.Block{"tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER}, "tls.crt": {Type: "CERTIFICATE", Bytes: der}} {
+		tmp := filepath.Join(dir, "."+name)
+		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}

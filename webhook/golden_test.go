@@ -1,0 +1,154 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the handler's output")
+
+// testImage is the sidecar image of the tests.
+const testImage = "ghcr.io/ecr-token-refresh/ecr-token-refresh:v1.2.3"
+
+// newTestHandler returns a Handler with its own metrics registry.
+func newTestHandler(t testing.TB) (*Handler, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	h, err := NewHandler(Options{SidecarImage: testImage, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, reg
+}
+
+// createRequest is the admission request for creating the pod raw (JSON).
+func createRequest(raw []byte) admission.Request {
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID:       types.UID("8d2b1c5e-0f3a-4c1e-9b7a-5e6f7a8b9c0d"),
+		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
+		Namespace: "spinnaker",
+		Operation: admissionv1.Create,
+		Object:    runtime.RawExtension{Raw: raw},
+	}}
+}
+
+// readPodJSON reads a pod YAML file as JSON, and returns the comment lines
+// that start it too.
+func readPodJSON(t testing.TB, path string) (raw []byte, header string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err = yaml.YAMLToJSON(data)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if !strings.HasPrefix(line, "#") {
+			break
+		}
+		header += line
+	}
+	return raw, header
+}
+
+// applyPatch applies the response's patch to raw.
+func applyPatch(t testing.TB, raw []byte, resp admission.Response) []byte {
+	t.Helper()
+	if len(resp.Patches) == 0 {
+		return raw
+	}
+	ops, err := json.Marshal(resp.Patches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := jsonpatch.DecodePatch(ops)
+	if err != nil {
+		t.Fatalf("decoding the patch: %v\n%s", err, ops)
+	}
+	out, err := p.Apply(raw)
+	if err != nil {
+		t.Fatalf("applying the patch: %v\n%s", err, ops)
+	}
+	return out
+}
+
+// checkAddOnly fails unless every operation of resp is an "add".
+func checkAddOnly(t testing.TB, resp admission.Response) {
+	t.Helper()
+	for _, op := range resp.Patches {
+		if op.Operation != "add" {
+			t.Errorf("operation %s %s: only add is allowed", op.Operation, op.Path)
+		}
+	}
+}
+
+// TestGolden runs the handler on every testdata/<case>.in.yaml and compares
+// the pod with the patch applied, preceded by the input's comments and the
+// warnings, with testdata/<case>.golden.yaml. go test -update rewrites the golden files.
+func TestGolden(t *testing.T) {
+	inputs, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no test cases: %v", err)
+	}
+	h, _ := newTestHandler(t)
+	for _, in := range inputs {
+		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
+		t.Run(name, func(t *testing.T) {
+			raw, header := readPodJSON(t, in)
+			resp := h.Handle(context.Background(), createRequest(raw))
+			if !resp.Allowed {
+				t.Fatalf("denied: %+v", resp.Result)
+			}
+			checkAddOnly(t, resp)
+			patched := applyPatch(t, raw, resp)
+
+			var got bytes.Buffer
+			got.WriteString(header)
+			for _, w := range resp.Warnings {
+				got.WriteString("# warning: " + w + "\n")
+			}
+			out, err := yaml.JSONToYAML(patched)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got.Write(out)
+
+			golden := filepath.Join("testdata", name+".golden.yaml")
+			if *update {
+				if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test ./webhook -update to create it)", err)
+			}
+			if !bytes.Equal(got.Bytes(), want) {
+				t.Errorf("%s differs from the handler's output (go test ./webhook -update rewrites it); got:\n%s", golden, got.Bytes())
+			}
+
+			again := h.Handle(context.Background(), createRequest(patched))
+			if !again.Allowed || len(again.Patches) != 0 {
+				t.Errorf("second run on the patched pod: allowed %v, patch %+v, result %+v", again.Allowed, again.Patches, again.Result)
+			}
+		})
+	}
+}
