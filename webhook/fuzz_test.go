@@ -7,6 +7,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 )
 
 // FuzzHandler feeds the handler arbitrary pods and uids, the way
@@ -47,7 +49,7 @@ func FuzzHandler(f *testing.F) {
 			return
 		}
 		checkAddOnly(t, resp)
-		patched := applyPatch(t, raw, resp)
+		patched := testutil.ApplyPatch(t, raw, resp.Patches)
 		again := wh.Handle(ctx, createRequest(patched))
 		if !again.Allowed || len(again.Patches) != 0 {
 			t.Fatalf("second run on the patched pod: allowed %v, patch %+v, result %+v\npatched pod: %s", again.Allowed, again.Patches, again.Result, patched)

@@ -3,14 +3,12 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,6 +16,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden.yaml from the handler's output")
@@ -69,27 +69,6 @@ func readPodJSON(t testing.TB, path string) (raw []byte, header string) {
 	return raw, header
 }
 
-// applyPatch applies the response's patch to raw.
-func applyPatch(t testing.TB, raw []byte, resp admission.Response) []byte {
-	t.Helper()
-	if len(resp.Patches) == 0 {
-		return raw
-	}
-	ops, err := json.Marshal(resp.Patches)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := jsonpatch.DecodePatch(ops)
-	if err != nil {
-		t.Fatalf("decoding the patch: %v\n%s", err, ops)
-	}
-	out, err := p.Apply(raw)
-	if err != nil {
-		t.Fatalf("applying the patch: %v\n%s", err, ops)
-	}
-	return out
-}
-
 // checkAddOnly fails unless every operation of resp is an "add".
 func checkAddOnly(t testing.TB, resp admission.Response) {
 	t.Helper()
@@ -118,7 +97,7 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("denied: %+v", resp.Result)
 			}
 			checkAddOnly(t, resp)
-			patched := applyPatch(t, raw, resp)
+			patched := testutil.ApplyPatch(t, raw, resp.Patches)
 
 			var got bytes.Buffer
 			got.WriteString(header)

@@ -15,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 )
 
 const (
@@ -280,7 +282,7 @@ func TestPatchKeepsUnknownFields(t *testing.T) {
 		t.Fatalf("allowed %v, patch %+v, result %+v", resp.Allowed, resp.Patches, resp.Result)
 	}
 	var got map[string]any
-	if err := json.Unmarshal(applyPatch(t, raw, resp), &got); err != nil {
+	if err := json.Unmarshal(testutil.ApplyPatch(t, raw, resp.Patches), &got); err != nil {
 		t.Fatal(err)
 	}
 	spec := got["spec"].(map[string]any)
