@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -99,7 +100,8 @@ func injectedPod(t *testing.T, annotations map[string]string, env []string) *cor
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := webhook.NewHandler(webhook.Options{SidecarImage: defaultImage + ":" + version})
+	// Its own registry: the process-wide one belongs to TestRunWebhook.
+	h, err := webhook.NewHandler(webhook.Options{SidecarImage: defaultImage + ":" + version, Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
