@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -493,5 +496,35 @@ func TestNotReadyUntilWrittenAndAfterExpiry(t *testing.T) {
 	s.clock.SetTime(s.clock.Now().Add(time.Hour)) // jump past expiry; no timer fires in between
 	if nr := s.r.NotReady(); len(nr) != 1 || !strings.Contains(nr[0], "token expired at") {
 		t.Fatalf("NotReady after expiry = %v", nr)
+	}
+}
+
+// TestRetryerHasNoRetryQuota: the SDK's standard retryer refuses retries
+// once its token bucket (500 tokens, 5 a retry) is drained, which a long
+// throttling spell does; ours keeps granting them and leaves the backoff to
+// the schedule.
+func TestRetryerHasNoRetryQuota(t *testing.T) {
+	throttled := &smithy.GenericAPIError{Code: "ThrottlingException", Message: "Rate exceeded"}
+	for name, tt := range map[string]struct {
+		retryer  aws.Retryer
+		refusals bool
+	}{
+		"standard (baseline)": {retry.NewStandard(), true},
+		"ours":                {newRetryer(), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			refused := 0
+			for range 1000 {
+				if _, err := tt.retryer.GetRetryToken(context.Background(), throttled); err != nil {
+					refused++
+				}
+			}
+			if (refused > 0) != tt.refusals {
+				t.Errorf("%d of 1000 retries refused", refused)
+			}
+		})
+	}
+	if got := newRetryer().MaxAttempts(); got != sdkMaxAttempts {
+		t.Errorf("MaxAttempts = %d, want %d", got, sdkMaxAttempts)
 	}
 }

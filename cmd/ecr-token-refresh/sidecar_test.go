@@ -164,8 +164,8 @@ func TestSidecarBadInput(t *testing.T) {
 }
 
 // TestSidecarServesAndStopsOnSIGTERM runs the sidecar as a pod would:
-// files appear, /readyz turns 200, and SIGTERM ends it with 0 within two
-// seconds, leaving the files in place.
+// files appear, /readyz turns 200, a changed config is reloaded, and
+// SIGTERM ends it with 0 within two seconds, leaving the files in place.
 func TestSidecarServesAndStopsOnSIGTERM(t *testing.T) {
 	srv := fakeecr.New()
 	defer srv.Close()
@@ -178,6 +178,21 @@ func TestSidecarServesAndStopsOnSIGTERM(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(dir, "a.pass")); string(got) != srv.LastPassword(fakeecr.DefaultAccount, "us-west-2") {
 		t.Fatalf("ready, but the file holds %.20q…", got)
 	}
+
+	// A config change (replaced by rename, as editors and the kubelet do)
+	// is picked up without a restart.
+	next := filepath.Join(dir, "config.yaml.new")
+	if err := os.WriteFile(next, []byte(strings.ReplaceAll(
+		"registries:\n- {registryId: \"123456789012\", region: eu-west-1, passwordFile: $DIR/b.pass}\n", "$DIR", dir)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(next, config); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the reloaded config's file", func() bool {
+		got, _ := os.ReadFile(filepath.Join(dir, "b.pass"))
+		return len(got) > 0 && string(got) == srv.LastPassword(fakeecr.DefaultAccount, "eu-west-1")
+	})
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -189,10 +204,12 @@ func TestSidecarServesAndStopsOnSIGTERM(t *testing.T) {
 	if code := exitCode(t, err); code != 0 {
 		t.Errorf("exit code after SIGTERM = %d, want 0\n%s", code, p.log.String())
 	}
-	if _, err := os.Stat(filepath.Join(dir, "a.pass")); err != nil {
-		t.Errorf("file gone after SIGTERM: %v", err)
+	for _, f := range []string{"a.pass", "b.pass"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+			t.Errorf("file gone after SIGTERM: %v", err)
+		}
 	}
-	if lines := p.logLines(t, "refreshed"); len(lines) != 1 {
+	if lines := p.logLines(t, "refreshed"); len(lines) != 2 {
 		t.Errorf("want one log line per refresh result, got %d:\n%s", len(lines), p.log.String())
 	}
 }
