@@ -20,6 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/ecr-token-refresh/ecr-token-refresh/certs"
 	"github.com/ecr-token-refresh/ecr-token-refresh/webhook"
 )
 
@@ -31,6 +32,7 @@ type webhookFlags struct {
 	healthAddr   string
 	metricsAddr  string
 	enableHTTP2  bool
+	selfManaged  bool
 }
 
 // parseWebhookFlags parses the webhook command's arguments; usage and flag
@@ -52,6 +54,9 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookFlags, error) {
 	fs.StringVar(&f.sidecarImage, "sidecar-image", defaultImage+":"+version, "`image` of the injected sidecar")
 	fs.StringVar(&f.healthAddr, "health-probe-bind-address", ":8081", "`address` serving /healthz and /readyz")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "`address` serving /metrics; \"0\" disables it")
+	fs.BoolVar(&f.selfManaged, "self-managed-certs", false,
+		"create and rotate the CA and serving certificate in Secret "+certs.SecretName+" and the caBundle of MutatingWebhookConfiguration "+
+			certs.WebhookConfigName+" (one replica writes, elected on Lease "+certs.LeaseName+"; namespace from $"+certs.NamespaceEnv+"); --cert-dir is then unused")
 	fs.BoolVar(&f.enableHTTP2, "enable-http2", false, "serve the webhook over HTTP/2 too (off: HTTP/1.1 only)")
 	config.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -94,16 +99,25 @@ func runWebhook(ctx context.Context, args []string) error {
 		// reachable from the API server.
 		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
 	}
-	mgr, err := manager.New(cfg, manager.Options{
+	opts := manager.Options{
 		Logger:                 logger,
 		Metrics:                metricsserver.Options{BindAddress: f.metricsAddr},
 		HealthProbeBindAddress: f.healthAddr,
-		WebhookServer: crwebhook.NewServer(crwebhook.Options{
-			Port:    f.port,
-			CertDir: f.certDir,
-			TLSOpts: tlsOpts,
-		}),
-	})
+	}
+	var cm *certs.Manager
+	if f.selfManaged {
+		if cm, err = certs.New(certs.Options{}); err != nil {
+			return err
+		}
+		tlsOpts = append(tlsOpts, cm.TLSOpt)
+		opts.LeaderElection = true
+		opts.LeaderElectionID = certs.LeaseName
+		opts.LeaderElectionNamespace = cm.Namespace()
+		opts.LeaderElectionResourceLock = "leases"
+		opts.LeaderElectionReleaseOnCancel = true // the process exits right after Start returns
+	}
+	opts.WebhookServer = crwebhook.NewServer(crwebhook.Options{Port: f.port, CertDir: f.certDir, TLSOpts: tlsOpts})
+	mgr, err := manager.New(cfg, opts)
 	if err != nil {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
@@ -116,6 +130,14 @@ func runWebhook(ctx context.Context, args []string) error {
 	if err := webhook.Register(mgr.GetWebhookServer(), webhook.Options{SidecarImage: f.sidecarImage}); err != nil {
 		return err
 	}
-	logger.Info("starting the webhook", "version", version, "port", f.port, "certDir", f.certDir, "sidecarImage", f.sidecarImage)
+	if cm != nil {
+		if err := cm.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		if err := mgr.AddReadyzCheck("certificate", cm.ReadyCheck); err != nil {
+			return err
+		}
+	}
+	logger.Info("starting the webhook", "version", version, "port", f.port, "selfManagedCerts", f.selfManaged, "certDir", f.certDir, "sidecarImage", f.sidecarImage)
 	return mgr.Start(ctx)
 }

@@ -24,8 +24,14 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrlenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
+	"github.com/ecr-token-refresh/ecr-token-refresh/certs"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/envtest"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 	"github.com/ecr-token-refresh/ecr-token-refresh/webhook"
@@ -49,8 +55,8 @@ func TestParseWebhookFlags(t *testing.T) {
 	}{
 		{"defaults", nil, defaults, nil},
 		{"all set", []string{"--port=8443", "--cert-dir", "/certs", "--sidecar-image", "registry.example.com/ecr-token-refresh:v2",
-			"--health-probe-bind-address", ":9081", "--metrics-bind-address", "0", "--enable-http2"},
-			webhookFlags{port: 8443, certDir: "/certs", sidecarImage: "registry.example.com/ecr-token-refresh:v2", healthAddr: ":9081", metricsAddr: "0", enableHTTP2: true}, nil},
+			"--health-probe-bind-address", ":9081", "--metrics-bind-address", "0", "--enable-http2", "--self-managed-certs"},
+			webhookFlags{port: 8443, certDir: "/certs", sidecarImage: "registry.example.com/ecr-token-refresh:v2", healthAddr: ":9081", metricsAddr: "0", enableHTTP2: true, selfManaged: true}, nil},
 		{"help", []string{"-h"}, webhookFlags{}, flag.ErrHelp},
 		{"unknown flag", []string{"--self-signed"}, webhookFlags{}, errUsage},
 		{"argument", []string{"extra"}, webhookFlags{}, errUsage},
@@ -232,4 +238,88 @@ func freePort(t *testing.T) string {
 	}
 	defer l.Close()
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// TestRunWebhookSelfManagedCerts runs the webhook command as the base
+// manifests do, with --self-managed-certs and no certificate anywhere: it
+// creates the Secret, fills the caBundle of its MutatingWebhookConfiguration,
+// turns ready, and serves a certificate for its Service that the caBundle
+// verifies.
+func TestRunWebhookSelfManagedCerts(t *testing.T) {
+	env := envtest.Start(t, &ctrlenvtest.Environment{})
+	user, err := env.AddUser(ctrlenvtest.User{Name: "webhook", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
+	t.Setenv(certs.NamespaceEnv, certs.DefaultNamespace)
+	c, err := client.New(env.Config, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: certs.DefaultNamespace}}); err != nil {
+		t.Fatal(err)
+	}
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	data, err := os.ReadFile("../../manifests/base/mutatingwebhookconfiguration.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(data, mwc); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, mwc); err != nil {
+		t.Fatal(err)
+	}
+
+	port, health := freePort(t), freePort(t)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- runWebhook(runCtx, []string{"--self-managed-certs", "--port", port,
+			"--health-probe-bind-address", "127.0.0.1:" + health, "--metrics-bind-address", "0"})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runWebhook: %v", err)
+		}
+	})
+	testutil.WaitFor(t, 60*time.Second, "/readyz", func() bool {
+		res, err := http.Get("http://127.0.0.1:" + health + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+
+	secret := &corev1.Secret{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: certs.DefaultNamespace, Name: certs.SecretName}, secret); err != nil {
+		t.Fatalf("the Secret was not created: %v", err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(mwc), mwc); err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(mwc.Webhooks[0].ClientConfig.CABundle) {
+		t.Fatalf("caBundle holds no certificate: %q", mwc.Webhooks[0].ClientConfig.CABundle)
+	}
+	conn, err := tls.Dial("tcp", "127.0.0.1:"+port, &tls.Config{
+		RootCAs:    roots,
+		ServerName: certs.ServiceName + "." + certs.DefaultNamespace + ".svc",
+	})
+	if err != nil {
+		t.Fatalf("the served certificate does not verify against the caBundle: %v", err)
+	}
+	conn.Close()
 }

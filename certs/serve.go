@@ -1,0 +1,114 @@
+package certs
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/go-logr/logr"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+)
+
+// served is the certificate this replica serves, the Secret's latest
+// valid one.
+type served struct {
+	secret types.NamespacedName
+	log    logr.Logger
+	cert   atomic.Pointer[tls.Certificate]
+	// synced reports whether the watches of the Secret and the webhook
+	// configuration have listed them.
+	synced func() bool
+}
+
+// load serves the certificate in secret from now on, unless it is invalid
+// or already served.
+func (s *served) load(secret *corev1.Secret) {
+	if len(secret.Data[keyCert]) == 0 {
+		return
+	}
+	c, err := tls.X509KeyPair(secret.Data[keyCert], secret.Data[keyKey])
+	if err != nil {
+		s.log.Error(err, "ignoring an invalid serving certificate", "secret", s.secret)
+		return
+	}
+	if cur := s.cert.Load(); cur != nil && bytes.Equal(cur.Certificate[0], c.Certificate[0]) {
+		return
+	}
+	s.cert.Store(&c)
+	s.log.Info("serving a new certificate", "secret", s.secret, "serial", c.Leaf.SerialNumber.Text(16),
+		"issuer", c.Leaf.Issuer.CommonName, "notAfter", c.Leaf.NotAfter)
+}
+
+// getCertificate is tls.Config.GetCertificate.
+func (s *served) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if c := s.cert.Load(); c != nil {
+		return c, nil
+	}
+	return nil, s.notYet()
+}
+
+// ready is a healthz.Checker: an error until the watches have synced, so
+// that the replica follows rotations, and a certificate is served.
+func (s *served) ready(*http.Request) error {
+	switch {
+	case !s.synced():
+		return errors.New("not watching the Secret and the webhook configuration yet: may this replica list and watch them?")
+	case s.cert.Load() == nil:
+		return s.notYet()
+	}
+	return nil
+}
+
+func (s *served) notYet() error {
+	return fmt.Errorf("no serving certificate yet in Secret %s", s.secret)
+}
+
+// watch serves the certificate of the Secret in c and reports every change
+// to the Secret or the webhook configuration to changed. c lists and
+// watches each by name, which RBAC restricted to resourceNames allows.
+func (s *served) watch(c cache.Cache, changed func()) error {
+	secrets, err := c.GetInformer(context.Background(), &corev1.Secret{}, cache.BlockUntilSynced(false))
+	if err != nil {
+		return err
+	}
+	if _, err := secrets.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(obj any) { s.onSecret(obj); changed() },
+		UpdateFunc: func(_, obj any) { s.onSecret(obj); changed() },
+		DeleteFunc: func(any) { changed() },
+	}); err != nil {
+		return err
+	}
+	configs, err := c.GetInformer(context.Background(), &admissionregistrationv1.MutatingWebhookConfiguration{}, cache.BlockUntilSynced(false))
+	if err != nil {
+		return err
+	}
+	if _, err := configs.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { changed() },
+		UpdateFunc: func(any, any) { changed() },
+		DeleteFunc: func(any) { changed() },
+	}); err != nil {
+		return err
+	}
+	s.synced = func() bool { return secrets.HasSynced() && configs.HasSynced() }
+	return nil
+}
+
+func (s *served) onSecret(obj any) {
+	if secret, ok := obj.(*corev1.Secret); ok {
+		s.load(secret)
+	}
+}
+
+// replicaCache runs a cache in every replica, leader or not.
+type replicaCache struct{ cache.Cache }
+
+// NeedLeaderElection is false: every replica serves.
+func (replicaCache) NeedLeaderElection() bool { return false }
