@@ -6,6 +6,7 @@
 #   make bench     the benchmarks, each with a baseline measured in the same run
 #   make demo      the sidecar end to end against a loopback ECR endpoint
 #   make image     the container image (needs a Docker engine)
+#   make certs     a CA and serving certificate for the webhook in bin/certs
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -20,7 +21,7 @@ KUBERNETES_VERSION := v1.37.2
 ENVTEST_DIR := bin/envtest/$(KUBERNETES_VERSION)
 export KUBEBUILDER_ASSETS := $(abspath $(ENVTEST_DIR))
 
-.PHONY: all build test unit bench demo image envtest vet clean
+.PHONY: all build test unit bench demo image certs envtest vet clean
 
 all: build
 
@@ -53,6 +54,11 @@ $(ENVTEST_DIR)/kube-apiserver:
 $(ENVTEST_DIR)/etcd:
 	mkdir -p $(ENVTEST_DIR)
 	cd hack/envtest && go build -o $(abspath $@) go.etcd.io/etcd/server/v3
+
+# certs writes a CA and a serving certificate for the webhook's Service into
+# bin/certs (files mode, e.g. a local cluster); it prints the caBundle.
+certs:
+	go run ./hack/certs --dir bin/certs $(if $(CERT_HOSTS),$(foreach h,$(CERT_HOSTS),--host $(h)))
 
 image:
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
