@@ -81,20 +81,7 @@ func TestParseWebhookFlags(t *testing.T) {
 // at least and no HTTP/2, certificates reloaded from --cert-dir, the health
 // probes and the metrics.
 func TestRunWebhook(t *testing.T) {
-	env := envtest.Start(t, &ctrlenvtest.Environment{})
-	user, err := env.AddUser(ctrlenvtest.User{Name: "webhook", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kubeconfig, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
+	_, dir := startWithKubeconfig(t)
 	certDir := filepath.Join(dir, "certs")
 	if err := os.Mkdir(certDir, 0o700); err != nil {
 		t.Fatal(err)
@@ -114,14 +101,7 @@ func TestRunWebhook(t *testing.T) {
 			t.Errorf("runWebhook: %v", err)
 		}
 	})
-	testutil.WaitFor(t, 30*time.Second, "/readyz", func() bool {
-		res, err := http.Get("http://127.0.0.1:" + health + "/readyz")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK
-	})
+	waitHealthy(t, health, "/readyz")
 
 	addr := "127.0.0.1:" + port
 	roots := x509.NewCertPool()
@@ -240,12 +220,11 @@ func freePort(t *testing.T) string {
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 }
 
-// TestRunWebhookSelfManagedCerts runs the webhook command as the base
-// manifests do, with --self-managed-certs and no certificate anywhere: it
-// creates the Secret, fills the caBundle of its MutatingWebhookConfiguration,
-// turns ready, and serves a certificate for its Service that the caBundle
-// verifies.
-func TestRunWebhookSelfManagedCerts(t *testing.T) {
+// startWithKubeconfig starts a kube-apiserver and points KUBECONFIG at an
+// admin kubeconfig for it, as runWebhook reads it; it returns the
+// environment and a temporary directory.
+func startWithKubeconfig(t *testing.T) (*ctrlenvtest.Environment, string) {
+	t.Helper()
 	env := envtest.Start(t, &ctrlenvtest.Environment{})
 	user, err := env.AddUser(ctrlenvtest.User{Name: "webhook", Groups: []string{"system:masters"}}, nil)
 	if err != nil {
@@ -260,6 +239,29 @@ func TestRunWebhookSelfManagedCerts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
+	return env, dir
+}
+
+// waitHealthy waits until the health server on port answers 200 at path.
+func waitHealthy(t *testing.T, port, path string) {
+	t.Helper()
+	testutil.WaitFor(t, 60*time.Second, path, func() bool {
+		res, err := http.Get("http://127.0.0.1:" + port + path)
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+}
+
+// TestRunWebhookSelfManagedCerts runs the webhook command as the base
+// manifests do, with --self-managed-certs and no certificate anywhere: it
+// creates the Secret, fills the caBundle of its MutatingWebhookConfiguration,
+// turns ready, and serves a certificate for its Service that the caBundle
+// verifies.
+func TestRunWebhookSelfManagedCerts(t *testing.T) {
+	env, _ := startWithKubeconfig(t)
 	t.Setenv(certs.NamespaceEnv, certs.DefaultNamespace)
 	c, err := client.New(env.Config, client.Options{})
 	if err != nil {
@@ -294,14 +296,7 @@ func TestRunWebhookSelfManagedCerts(t *testing.T) {
 			t.Errorf("runWebhook: %v", err)
 		}
 	})
-	testutil.WaitFor(t, 60*time.Second, "/readyz", func() bool {
-		res, err := http.Get("http://127.0.0.1:" + health + "/readyz")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK
-	})
+	waitHealthy(t, health, "/readyz")
 
 	secret := &corev1.Secret{}
 	if err := c.Get(ctx, client.ObjectKey{Namespace: certs.DefaultNamespace, Name: certs.SecretName}, secret); err != nil {
