@@ -55,6 +55,22 @@ func TestApplyEveryObject(t *testing.T) {
 			}
 		})
 	}
+
+	// The webhook's own pods pass the restricted Pod Security level that
+	// its namespace enforces.
+	_, base := build(t, kustomizations["base"])
+	deploy := &appsv1.Deployment{}
+	fromUnstructured(t, find(t, base, "Deployment", "ecr-token-refresh-webhook"), deploy)
+	pod := &corev1.Pod{ObjectMeta: *deploy.Spec.Template.ObjectMeta.DeepCopy(), Spec: *deploy.Spec.Template.Spec.DeepCopy()}
+	pod.Namespace, pod.GenerateName = deploy.Namespace, deploy.Name+"-"
+	if err := c.Create(ctx, pod, client.DryRunAll); err != nil {
+		t.Errorf("the webhook's pod is refused in its namespace: %v", err)
+	}
+	privileged := pod.DeepCopy()
+	privileged.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = nil
+	if err := c.Create(ctx, privileged, client.DryRunAll); err == nil || !strings.Contains(err.Error(), "restricted") {
+		t.Errorf("a pod breaking the restricted level was not refused (%v): the namespace does not enforce it", err)
+	}
 }
 
 // assertSubset fails unless every field of want is in got with the same
