@@ -193,8 +193,10 @@ func (fc fileConfig) config() (*Config, error) {
 		if err := validateRegion(r.Region); err != nil {
 			errs = append(errs, fmt.Errorf("registries[%d].region: %w", i, err))
 		}
-		if err := validateRoleARN(r.RoleARN); err != nil {
-			errs = append(errs, fmt.Errorf("registries[%d].roleArn: %w", i, err))
+		if r.RoleARN != "" {
+			if err := ValidateRoleARN(r.RoleARN); err != nil {
+				errs = append(errs, fmt.Errorf("registries[%d].roleArn: %w", i, err))
+			}
 		}
 		if r.ExternalID != "" && r.RoleARN == "" {
 			errs = append(errs, fmt.Errorf("registries[%d].externalId: only used with roleArn: set roleArn or remove externalId", i))
@@ -229,10 +231,11 @@ func validateRegistry(name string, r Registry) []error {
 	return errs
 }
 
-// validateRoleARN accepts an empty ARN (no role) or an IAM role ARN in any
-// partition.
-func validateRoleARN(arn string) error {
-	if arn != "" && !roleARNPattern.MatchString(arn) {
+// ValidateRoleARN accepts an IAM role ARN in any partition,
+// arn:PARTITION:iam::ACCOUNT:role/PATH/NAME. The webhook checks role-arn
+// annotations with it, so that it accepts exactly what the sidecar does.
+func ValidateRoleARN(arn string) error {
+	if !roleARNPattern.MatchString(arn) {
 		return fmt.Errorf("%q is not an IAM role ARN (expected arn:aws:iam::123456789012:role/NAME)", arn)
 	}
 	return nil

@@ -218,3 +218,28 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestValidateRoleARN(t *testing.T) {
+	for arn, valid := range map[string]bool{
+		"arn:aws:iam::123456789012:role/ecr-reader":             true,
+		"arn:aws-cn:iam::123456789012:role/path/to/Role_1+=,.@": true,
+		"arn:aws-us-gov:iam::123456789012:role/r":               true,
+		"arn:aws:iam::123456789012:role/":                       false,
+		"arn:aws:iam::123456789012:user/bob":                    false,
+		"arn:aws:iam::12345678901:role/r":                       false,
+		"arn:aws:iam:us-east-1:123456789012:role/r":             false,
+		"arn:aws:sts::123456789012:role/r":                      false,
+		"arn:gcp:iam::123456789012:role/r":                      false,
+		"arn:aws:iam::123456789012:role/r r":                    false,
+		"arn:AWS:iam::123456789012:role/r":                      false,
+		"":                                                      false,
+	} {
+		err := ValidateRoleARN(arn)
+		if (err == nil) != valid {
+			t.Errorf("ValidateRoleARN(%q) = %v, want valid %v", arn, err, valid)
+		}
+		if err != nil && !strings.Contains(err.Error(), "expected arn:aws:iam::123456789012:role/NAME") {
+			t.Errorf("ValidateRoleARN(%q) error %q does not give the expected form", arn, err)
+		}
+	}
+}

@@ -20,8 +20,10 @@ func FromSpecs(specs []string, interval, roleARN string) (*Config, error) {
 		}
 		cfg.Interval = d
 	}
-	if err := validateRoleARN(roleARN); err != nil {
-		errs = append(errs, fmt.Errorf("--role-arn: %w", err))
+	if roleARN != "" {
+		if err := ValidateRoleARN(roleARN); err != nil {
+			errs = append(errs, fmt.Errorf("--role-arn: %w", err))
+		}
 	}
 	for i, spec := range specs {
 		name := fmt.Sprintf("--registry[%d]", i)

@@ -211,8 +211,8 @@ func parseSettings(pod *corev1.Pod) (*settings, error) {
 		s.interval = v
 	}
 	if v, ok := a[AnnotationRoleARN]; ok {
-		if !isRoleARN(v) {
-			fail(fmt.Errorf("%s: %q is not an IAM role ARN (expected arn:aws:iam::123456789012:role/NAME)", AnnotationRoleARN, v))
+		if err := refresher.ValidateRoleARN(v); err != nil {
+			fail(fmt.Errorf("%s: %w", AnnotationRoleARN, err))
 		}
 		s.roleARN = v
 	}
@@ -388,32 +388,3 @@ func parseResources(a map[string]string) (corev1.ResourceRequirements, []error) 
 	return res, errs
 }
 
-// isRoleARN reports whether s is an IAM role ARN in any partition:
-// arn:PARTITION:iam::ACCOUNT:role/PATH/NAME, the form the sidecar accepts.
-func isRoleARN(s string) bool {
-	parts := strings.SplitN(s, ":", 6)
-	if len(parts) != 6 || parts[0] != "arn" || !strings.HasPrefix(parts[1], "aws") ||
-		parts[2] != "iam" || parts[3] != "" || len(parts[4]) != 12 {
-		return false
-	}
-	for _, r := range parts[1] {
-		if (r < 'a' || r > 'z') && r != '-' {
-			return false
-		}
-	}
-	for _, r := range parts[4] {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	name, ok := strings.CutPrefix(parts[5], "role/")
-	if !ok || name == "" {
-		return false
-	}
-	for _, r := range name {
-		if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || strings.ContainsRune("_+=,.@/-", r)) {
-			return false
-		}
-	}
-	return true
-}

@@ -77,31 +77,3 @@ func TestSidecarContract(t *testing.T) {
 	}
 }
 
-// TestIsRoleARN checks that the webhook accepts the role ARNs the sidecar
-// accepts, and no others.
-func TestIsRoleARN(t *testing.T) {
-	for arn, want := range map[string]bool{
-		"arn:aws:iam::123456789012:role/ecr-reader":             true,
-		"arn:aws-cn:iam::123456789012:role/path/to/Role_1+=,.@": true,
-		"arn:aws-us-gov:iam::123456789012:role/r":               true,
-		"arn:aws:iam::123456789012:role/":                       false,
-		"arn:aws:iam::123456789012:user/bob":                    false,
-		"arn:aws:iam::12345678901:role/r":                       false,
-		"arn:aws:iam:us-east-1:123456789012:role/r":             false,
-		"arn:aws:sts::123456789012:role/r":                      false,
-		"arn:gcp:iam::123456789012:role/r":                      false,
-		"arn:aws:iam::123456789012:role/r r":                    false,
-		"arn:AWS:iam::123456789012:role/r":                      false,
-		"":                                                      false,
-	} {
-		if got := isRoleARN(arn); got != want {
-			t.Errorf("isRoleARN(%q) = %v, want %v", arn, got, want)
-		}
-		if arn == "" {
-			continue
-		}
-		if _, err := refresher.FromSpecs([]string{testHost + "=/p/f.pass"}, "", arn); (err == nil) != want {
-			t.Errorf("the sidecar and the webhook disagree on %q: sidecar error %v", arn, err)
-		}
-	}
-}
