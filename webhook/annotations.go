@@ -387,4 +387,3 @@ func parseResources(a map[string]string) (corev1.ResourceRequirements, []error) 
 	}
 	return res, errs
 }
-

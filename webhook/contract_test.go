@@ -76,4 +76,3 @@ func TestSidecarContract(t *testing.T) {
 		}
 	}
 }
-
