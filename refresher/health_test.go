@@ -12,11 +12,8 @@ import (
 )
 
 func TestHandler(t *testing.T) {
-	e := newEnv(t)
-	e.srv.SetTokenLifetime(time.Hour)
-	reg := e.registry("123456789012", "us-west-2", "a")
-	e.srv.SetFault("", fakeecr.FaultAccessDenied, 1)
-	s := startScheduled(t, e, &Config{Interval: 30 * time.Minute, FileMode: DefaultFileMode, Registries: []Registry{reg}}, nil)
+	s, reg := startFirstDenied(t)
+	e := s.env
 	srv := httptest.NewServer(s.r.Handler(s.metrics))
 	defer srv.Close()
 

@@ -477,12 +477,20 @@ func TestRunReloadsConfig(t *testing.T) {
 	}
 }
 
-func TestNotReadyUntilWrittenAndAfterExpiry(t *testing.T) {
+// startFirstDenied runs one registry, with one-hour tokens, whose first
+// refresh is denied.
+func startFirstDenied(t *testing.T) (*scheduled, Registry) {
+	t.Helper()
 	e := newEnv(t)
 	e.srv.SetTokenLifetime(time.Hour)
 	reg := e.registry("123456789012", "us-west-2", "a")
 	e.srv.SetFault("", fakeecr.FaultAccessDenied, 1)
-	s := startScheduled(t, e, &Config{Interval: 30 * time.Minute, FileMode: DefaultFileMode, Registries: []Registry{reg}}, nil)
+	return startScheduled(t, e, &Config{Interval: 30 * time.Minute, FileMode: DefaultFileMode, Registries: []Registry{reg}}, nil), reg
+}
+
+func TestNotReadyUntilWrittenAndAfterExpiry(t *testing.T) {
+	s, _ := startFirstDenied(t)
+	e := s.env
 	wait := s.next(t) // the first attempt failed
 	if nr := s.r.NotReady(); len(nr) != 1 || !strings.Contains(nr[0], "no token yet") {
 		t.Fatalf("NotReady before any token = %v", nr)
