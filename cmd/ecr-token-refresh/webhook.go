@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/go-logr/logr"
 	"k8s.io/klog/v2"
@@ -33,6 +34,22 @@ type webhookFlags struct {
 	metricsAddr  string
 	enableHTTP2  bool
 	selfManaged  bool
+	certHosts    certHosts
+}
+
+// certHosts collects the repeatable --cert-host flag.
+type certHosts []string
+
+// String implements flag.Value.
+func (h *certHosts) String() string { return strings.Join(*h, ",") }
+
+// Set implements flag.Value.
+func (h *certHosts) Set(v string) error {
+	if v == "" {
+		return errors.New("empty host: give a DNS name or an IP address")
+	}
+	*h = append(*h, v)
+	return nil
 }
 
 // parseWebhookFlags parses the webhook command's arguments; usage and flag
@@ -57,6 +74,7 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookFlags, error) {
 	fs.BoolVar(&f.selfManaged, "self-managed-certs", false,
 		"create and rotate the CA and serving certificate in Secret "+certs.SecretName+" and the caBundle of MutatingWebhookConfiguration "+
 			certs.WebhookConfigName+" (one replica writes, elected on Lease "+certs.LeaseName+"; namespace from $"+certs.NamespaceEnv+"); --cert-dir is then unused")
+	fs.Var(&f.certHosts, "cert-host", "with --self-managed-certs, a further DNS name or IP `address` in the serving certificate, for an API server that calls the webhook by URL (repeatable)")
 	fs.BoolVar(&f.enableHTTP2, "enable-http2", false, "serve the webhook over HTTP/2 too (off: HTTP/1.1 only)")
 	config.RegisterFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -69,6 +87,8 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookFlags, error) {
 		return f, fmt.Errorf("%w: --port: %d is not a TCP port (expected 1 to 65535)", errUsage, f.port)
 	case f.sidecarImage == "":
 		return f, fmt.Errorf("%w: --sidecar-image: required", errUsage)
+	case len(f.certHosts) > 0 && !f.selfManaged:
+		return f, fmt.Errorf("%w: --cert-host applies to --self-managed-certs only; with --cert-dir put the host in your certificate", errUsage)
 	}
 	return f, nil
 }
@@ -106,7 +126,7 @@ func runWebhook(ctx context.Context, args []string) error {
 	}
 	var cm *certs.Manager
 	if f.selfManaged {
-		if cm, err = certs.New(certs.Options{}); err != nil {
+		if cm, err = certs.New(certs.Options{ExtraHosts: f.certHosts}); err != nil {
 			return err
 		}
 		tlsOpts = append(tlsOpts, cm.TLSOpt)

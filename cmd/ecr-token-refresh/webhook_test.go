@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -57,6 +58,15 @@ func TestParseWebhookFlags(t *testing.T) {
 		{"all set", []string{"--port=8443", "--cert-dir", "/certs", "--sidecar-image", "registry.example.com/ecr-token-refresh:v2",
 			"--health-probe-bind-address", ":9081", "--metrics-bind-address", "0", "--enable-http2", "--self-managed-certs"},
 			webhookFlags{port: 8443, certDir: "/certs", sidecarImage: "registry.example.com/ecr-token-refresh:v2", healthAddr: ":9081", metricsAddr: "0", enableHTTP2: true, selfManaged: true}, nil},
+		{"cert hosts", []string{"--self-managed-certs", "--cert-host", "localhost", "--cert-host=127.0.0.1"},
+			func() webhookFlags {
+				f := defaults
+				f.selfManaged = true
+				f.certHosts = certHosts{"localhost", "127.0.0.1"}
+				return f
+			}(), nil},
+		{"cert host without self-managed certs", []string{"--cert-host", "localhost"}, webhookFlags{}, errUsage},
+		{"empty cert host", []string{"--self-managed-certs", "--cert-host="}, webhookFlags{}, errUsage},
 		{"help", []string{"-h"}, webhookFlags{}, flag.ErrHelp},
 		{"unknown flag", []string{"--self-signed"}, webhookFlags{}, errUsage},
 		{"argument", []string{"extra"}, webhookFlags{}, errUsage},
@@ -69,7 +79,7 @@ func TestParseWebhookFlags(t *testing.T) {
 			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
 				t.Fatalf("error %v, want %v", err, tt.wantErr)
 			}
-			if err == nil && got != tt.want {
+			if err == nil && !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("flags %+v, want %+v", got, tt.want)
 			}
 		})
