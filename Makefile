@@ -4,7 +4,9 @@
 #   make test      every test, including the integration suites against a real
 #                  kube-apiserver and etcd (built once into bin/envtest)
 #   make bench     the benchmarks, each with a baseline measured in the same run
-#   make demo      the sidecar end to end against a loopback ECR endpoint
+#   make demo      the whole job end to end on this machine: a local control
+#                  plane, the webhook, a loopback ECR endpoint and the
+#                  injected sidecar (KEEP=1 leaves it running for kubectl)
 #   make image     the container image (needs a Docker engine)
 #   make certs     a CA and serving certificate for the webhook in bin/certs
 
@@ -63,8 +65,18 @@ certs:
 image:
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
+# demo builds the binary and, only if missing, kube-apiserver and etcd (as
+# make envtest does; the first build takes minutes, later runs reuse them),
+# then builds and runs hack/demo (not with go run, which exits 1 on Ctrl-C
+# whatever the demo does). KEEP=1 leaves everything running after the last
+# step, with the kubeconfig printed, until Ctrl-C.
 demo: build
-	go run ./hack/demo $(BIN)
+	@test -x $(ENVTEST_DIR)/kube-apiserver -a -x $(ENVTEST_DIR)/etcd || { echo \
+	  "make demo: building kube-apiserver and etcd $(KUBERNETES_VERSION) from the Go module proxy into $(ENVTEST_DIR)," \
+	  "the demo's local control plane: this takes several minutes the first time only; make demo and make test reuse them"; \
+	  $(MAKE) --no-print-directory envtest; }
+	go build -o bin/demo ./hack/demo
+	bin/demo $(if $(KEEP),--keep) $(BIN)
 
 clean:
 	rm -rf bin
