@@ -15,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/envtest"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/fakeecr"
@@ -60,6 +62,7 @@ func binaries(t *testing.T) (binary, demo string) {
 }
 
 func TestMain(m *testing.M) {
+	ctrllog.SetLogger(logr.Discard()) // as main does
 	code := m.Run()
 	if built.dir != "" {
 		_ = os.RemoveAll(built.dir)

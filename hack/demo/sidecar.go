@@ -406,9 +406,9 @@ func (r *records) wait(ctx context.Context, from int, timeout time.Duration, c *
 	for {
 		r.mu.Lock()
 		for i := from; i < len(r.list); i++ {
-			if match(r.list[i]) {
+			if rec := r.list[i]; match(rec) {
 				r.mu.Unlock()
-				return r.list[i], i, nil
+				return rec, i, nil
 			}
 		}
 		from = len(r.list)
