@@ -36,8 +36,12 @@ test: envtest vet
 unit: vet
 	go test -count=1 -short ./...
 
+# bench runs every benchmark six times, keeps the output in bin/bench.txt
+# and prints each figure that has a target next to it (hack/benchreport).
 bench:
-	go test -run '^$$' -bench . -benchmem -count 6 ./...
+	mkdir -p bin
+	go test -run '^$$' -bench . -benchmem -count 6 ./... | tee bin/bench.txt
+	go run ./hack/benchreport < bin/bench.txt
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: run gofmt -w on the files above'; exit 1; }
