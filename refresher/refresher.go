@@ -223,8 +223,9 @@ func (r *Refresher) refresh(ctx context.Context, cfg *Config, g group) (Token, e
 			strings.Join(names(g.registries), ", "), g.key, errorCode(err), err)
 	}
 	var errs []error
+	data := tokenData{password: []byte(tok.Password), username: []byte(tok.Username), expiresAt: tok.ExpiresAt}
 	for _, reg := range g.registries {
-		err := r.write(cfg, reg, tok)
+		err := r.write(cfg, reg, data)
 		r.opts.Metrics.observeRefresh(reg, err == nil, tok, r.opts.Clock.Now())
 		if err != nil {
 			errs = append(errs, fmt.Errorf("registry %s: %w", reg, err))
@@ -241,16 +242,23 @@ func (r *Refresher) refresh(ctx context.Context, cfg *Config, g group) (Token, e
 	return tok, nil
 }
 
+// tokenData is a token as the bytes its files receive, converted once for
+// all the registries that share it.
+type tokenData struct {
+	password, username []byte
+	expiresAt          time.Time
+}
+
 // write puts tok into reg's files and records the expiry.
-func (r *Refresher) write(cfg *Config, reg Registry, tok Token) error {
-	if err := writeFileAtomic(reg.PasswordFile, []byte(tok.Password), cfg.FileMode); err != nil {
+func (r *Refresher) write(cfg *Config, reg Registry, tok tokenData) error {
+	if err := writeFileAtomic(reg.PasswordFile, tok.password, cfg.FileMode); err != nil {
 		return fmt.Errorf("passwordFile: %w", err)
 	}
 	r.mu.Lock()
-	r.expiry[reg.PasswordFile] = tok.ExpiresAt
+	r.expiry[reg.PasswordFile] = tok.expiresAt
 	r.mu.Unlock()
 	if reg.UsernameFile != "" {
-		if err := writeFileAtomic(reg.UsernameFile, []byte(tok.Username), cfg.FileMode); err != nil {
+		if err := writeFileAtomic(reg.UsernameFile, tok.username, cfg.FileMode); err != nil {
 			return fmt.Errorf("usernameFile: %w", err)
 		}
 	}
@@ -274,8 +282,9 @@ func (r *Refresher) writeDockerConfig(cfg *Config, regs []Registry, tok Token) e
 }
 
 // setConfig makes cfg the config that readiness is judged by, and forgets
-// the files and hosts that cfg no longer names.
+// the files, hosts and metrics series that cfg no longer names.
 func (r *Refresher) setConfig(cfg *Config) {
+	r.opts.Metrics.retain(cfg.Registries)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cfg = cfg

@@ -32,7 +32,7 @@ type env struct {
 	dir string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv := fakeecr.New()
 	t.Cleanup(srv.Close)
@@ -61,7 +61,7 @@ func (e *env) registry(account, region, name string) Registry {
 		PasswordFile: filepath.Join(e.dir, name+".pass")}
 }
 
-func (e *env) assertNoPasswordLogged(t *testing.T) {
+func (e *env) assertNoPasswordLogged(t testing.TB) {
 	t.Helper()
 	for _, c := range e.srv.Calls() {
 		if pw := e.srv.LastPassword(c.Account, c.Region); pw != "" && strings.Contains(e.log.String(), pw[:32]) {
@@ -467,6 +467,9 @@ func TestRunReloadsConfig(t *testing.T) {
 	if nr := s.r.NotReady(); len(nr) != 0 {
 		t.Fatalf("not ready: %v", nr)
 	}
+	if got := expiryFiles(t, s.metrics); len(got) != 1 || got[0] != a.PasswordFile {
+		t.Fatalf("token expiry series for %v, want only %s", got, a.PasswordFile)
+	}
 	updates <- &Config{Interval: 30 * time.Minute, FileMode: DefaultFileMode, Registries: []Registry{b}}
 	s.next(t)
 	if got := readFile(t, b.PasswordFile); got != e.srv.LastPassword(fakeecr.DefaultAccount, "eu-west-1") {
@@ -475,6 +478,34 @@ func TestRunReloadsConfig(t *testing.T) {
 	if nr := s.r.NotReady(); len(nr) != 0 {
 		t.Fatalf("not ready after reload: %v", nr)
 	}
+	// The registry that left the config stops reporting: its expiry would
+	// otherwise set off an expiry alert for a file nobody refreshes.
+	if got := expiryFiles(t, s.metrics); len(got) != 1 || got[0] != b.PasswordFile {
+		t.Fatalf("token expiry series for %v after reload, want only %s", got, b.PasswordFile)
+	}
+}
+
+// expiryFiles lists the password_file labels of the token expiry series.
+func expiryFiles(t *testing.T, g prometheus.Gatherer) []string {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, f := range families {
+		if f.GetName() != "ecr_token_refresh_token_expiry_timestamp_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "password_file" {
+					files = append(files, l.GetValue())
+				}
+			}
+		}
+	}
+	return files
 }
 
 // startFirstDenied runs one registry, with one-hour tokens, whose first
