@@ -233,7 +233,7 @@ func (r *Refresher) refresh(ctx context.Context, cfg *Config, g group) (Token, e
 	}
 	if cfg.DockerConfigFile != "" {
 		if err := r.writeDockerConfig(cfg, g.registries, tok); err != nil {
-			errs = append(errs, fmt.Errorf("dockerConfigFile: %w", err))
+			errs = append(errs, &writeError{"dockerConfigFile", cfg.DockerConfigFile, err})
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -241,6 +241,18 @@ func (r *Refresher) refresh(ctx context.Context, cfg *Config, g group) (Token, e
 	}
 	return tok, nil
 }
+
+// writeError is a failure to write one of the files a config names. It
+// names the file, not the temporary file that the error underneath may
+// name.
+type writeError struct {
+	field, path string
+	err         error
+}
+
+func (e *writeError) Error() string { return e.field + " " + e.path + ": " + e.err.Error() }
+
+func (e *writeError) Unwrap() error { return e.err }
 
 // tokenData is a token as the bytes its files receive, converted once for
 // all the registries that share it.
@@ -252,14 +264,14 @@ type tokenData struct {
 // write puts tok into reg's files and records the expiry.
 func (r *Refresher) write(cfg *Config, reg Registry, tok tokenData) error {
 	if err := writeFileAtomic(reg.PasswordFile, tok.password, cfg.FileMode); err != nil {
-		return fmt.Errorf("passwordFile: %w", err)
+		return &writeError{"passwordFile", reg.PasswordFile, err}
 	}
 	r.mu.Lock()
 	r.expiry[reg.PasswordFile] = tok.expiresAt
 	r.mu.Unlock()
 	if reg.UsernameFile != "" {
 		if err := writeFileAtomic(reg.UsernameFile, tok.username, cfg.FileMode); err != nil {
-			return fmt.Errorf("usernameFile: %w", err)
+			return &writeError{"usernameFile", reg.UsernameFile, err}
 		}
 	}
 	return nil

@@ -1,6 +1,7 @@
 package refresher
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -8,8 +9,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/fakeecr"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
@@ -74,6 +80,7 @@ func TestElevenHourOutage(t *testing.T) {
 					t.Fatalf("%s into the outage: %d calls, want one refresh of %d SDK attempts", now.Sub(start), got, sdkMaxAttempts)
 				}
 				good.assertUntouched(t)
+				assertOnlyFiles(t, e.dir, "a.pass")
 				wantCode := http.StatusOK
 				if !now.Before(expires) {
 					wantCode = http.StatusServiceUnavailable
@@ -273,12 +280,188 @@ func statFile(t *testing.T, path string) fileState {
 }
 
 // assertUntouched fails unless the file is the same inode, unmodified,
-// with the same content, and no temporary file lies beside it.
+// with the same content.
 func (f fileState) assertUntouched(t *testing.T) {
 	t.Helper()
 	now := statFile(t, f.path)
 	if !os.SameFile(f.info, now.info) || !f.info.ModTime().Equal(now.info.ModTime()) || f.content != now.content {
 		t.Fatalf("%s was touched", f.path)
 	}
-	assertOnlyFiles(t, filepath.Dir(f.path), filepath.Base(f.path))
+}
+
+// TestUnwritableDirectory: the directory of two of a caller's three
+// password files fills up, or turns read-only, between two refreshes. Each
+// of the two registries reports the error; their files keep the old
+// password, ready to be read; the third file is refreshed; the refresher
+// keeps retrying, and writes both files as soon as it can again.
+//
+// The directory is a real file system in the failing state: a tmpfs of
+// 1 MiB filled to the last byte (writes fail with ENOSPC), or remounted
+// read-only (EROFS). Mounting needs CAP_SYS_ADMIN.
+func TestUnwritableDirectory(t *testing.T) {
+	tests := []struct {
+		name  string
+		errno syscall.Errno
+		// breakDir makes dir unwritable; the function it returns undoes it.
+		breakDir func(t *testing.T, dir string) (repair func())
+	}{
+		{"disk full", syscall.ENOSPC, fill},
+		{"read-only", syscall.EROFS, remountReadOnly},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t)
+			dir := mountTmpfs(t, "1m")
+			a := e.registry("123456789012", "us-west-2", "a")
+			a.PasswordFile = filepath.Join(dir, "a.pass")
+			b := e.registry("210987654321", "us-west-2", "b")
+			b.PasswordFile = filepath.Join(dir, "b.pass")
+			c := e.registry("123123123123", "us-west-2", "c") // on another file system
+			s := startScheduled(t, e, &Config{Interval: 30 * time.Minute, FileMode: DefaultFileMode, Registries: []Registry{a, b, c}}, nil)
+			s.await(t, 1)
+			readyz := s.readyz(t)
+			oldA, oldB := statFile(t, a.PasswordFile), statFile(t, b.PasswordFile)
+
+			repair := tt.breakDir(t, dir)
+			var waits []time.Duration
+			for range 3 {
+				waits = append(waits, s.advance(t)[0])
+				oldA.assertUntouched(t)
+				oldB.assertUntouched(t)
+				if got := readFile(t, c.PasswordFile); got != e.srv.LastPassword(fakeecr.DefaultAccount, "us-west-2") {
+					t.Fatal("the file on the healthy file system was not refreshed")
+				}
+				if code := readyz(); code != http.StatusOK {
+					t.Fatalf("/readyz = %d while the old tokens are valid, want 200", code)
+				}
+			}
+			if want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second}; !slices.Equal(waits, want) {
+				t.Fatalf("retries in %v, want the backoff %v", waits, want)
+			}
+			failures := refreshCounts(t, s.metrics, "failure")
+			if failures[a.PasswordFile] != 3 || failures[b.PasswordFile] != 3 || failures[c.PasswordFile] != 0 {
+				t.Fatalf("failed refreshes by file %v: want 3 for each file that cannot be written, none for the other", failures)
+			}
+			var failed int
+			for _, line := range strings.Split(e.log.String(), "\n") {
+				if !strings.Contains(line, `"msg":"refresh failed"`) {
+					continue
+				}
+				failed++
+				for _, want := range []string{`"code":"WriteFailed"`, a.String(), a.PasswordFile + ": ", b.String(), b.PasswordFile + ": ", tt.errno.Error()} {
+					if !strings.Contains(line, want) {
+						t.Fatalf("log line does not name %q: %s", want, line)
+					}
+				}
+				if strings.Contains(line, c.PasswordFile) {
+					t.Fatalf("log line names the file that was written: %s", line)
+				}
+			}
+			if failed != 3 {
+				t.Fatalf("%d refresh failed log lines, want 3:\n%s", failed, e.log.String())
+			}
+
+			repair()
+			if wait := s.advance(t)[0]; wait != 30*time.Minute {
+				t.Fatalf("after the repair the next refresh is in %s, want the interval", wait)
+			}
+			fresh := e.srv.LastPassword(fakeecr.DefaultAccount, "us-west-2")
+			for _, f := range []string{a.PasswordFile, b.PasswordFile} {
+				if got := readFile(t, f); got != fresh {
+					t.Fatalf("%s not rewritten once writing works again", f)
+				}
+			}
+			assertOnlyFiles(t, dir, "a.pass", "b.pass")
+		})
+	}
+}
+
+// mountTmpfs mounts a tmpfs of size at a new directory and unmounts it when
+// the test ends. Without the privilege to mount, the test is skipped, or
+// fails in CI (CI set), which runs as root.
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tmpfs")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "size="+size+",mode=0755"); err != nil {
+		msg := fmt.Sprintf("cannot mount a tmpfs (%v): the unwritable-directory tests need root (CAP_SYS_ADMIN)", err)
+		if os.Getenv("CI") != "" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmounting %s: %v", dir, err)
+		}
+	})
+	return dir
+}
+
+// fill fills the file system of dir with a file until a write fails with
+// ENOSPC; repairing removes the file.
+func fill(t *testing.T, dir string) func() {
+	t.Helper()
+	path := filepath.Join(dir, ".filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	block := make([]byte, 4096)
+	for {
+		if _, err = f.Write(block); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filling %s: %v, want ENOSPC", dir, err)
+	}
+	return func() {
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// remountReadOnly remounts the file system at dir read-only; repairing
+// remounts it read-write.
+func remountReadOnly(t *testing.T, dir string) func() {
+	t.Helper()
+	if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT|syscall.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remounting %s read-only: %v", dir, err)
+	}
+	return func() {
+		if err := syscall.Mount("", dir, "", syscall.MS_REMOUNT, ""); err != nil {
+			t.Fatalf("remounting %s read-write: %v", dir, err)
+		}
+	}
+}
+
+// refreshCounts returns the refreshes_total counters of result by password
+// file.
+func refreshCounts(t *testing.T, g prometheus.Gatherer, result string) map[string]float64 {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]float64{}
+	for _, f := range families {
+		if f.GetName() != "ecr_token_refresh_refreshes_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["result"] == result {
+				counts[labels["password_file"]] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return counts
 }
