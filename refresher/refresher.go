@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -222,13 +223,34 @@ func (r *Refresher) refresh(ctx context.Context, cfg *Config, g group) (Token, e
 		return Token{}, fmt.Errorf("registries %s: GetAuthorizationToken (%s): %s: %w",
 			strings.Join(names(g.registries), ", "), g.key, errorCode(err), err)
 	}
-	var errs []error
+	// Every file is renamed into place first, then each directory is
+	// synced once: not once per file, which costs a journal commit each.
 	data := tokenData{password: []byte(tok.Password), username: []byte(tok.Username), expiresAt: tok.ExpiresAt}
-	for _, reg := range g.registries {
-		err := r.write(cfg, reg, data)
-		r.opts.Metrics.observeRefresh(reg, err == nil, tok, r.opts.Clock.Now())
-		if err != nil {
-			errs = append(errs, fmt.Errorf("registry %s: %w", reg, err))
+	failed := make([]error, len(g.registries))
+	dirs := map[string][]int{} // directory -> the registries written into it
+	for i, reg := range g.registries {
+		if failed[i] = r.write(cfg, reg, data); failed[i] != nil {
+			continue
+		}
+		for _, f := range []string{reg.PasswordFile, reg.UsernameFile} {
+			if f != "" {
+				dirs[filepath.Dir(f)] = append(dirs[filepath.Dir(f)], i)
+			}
+		}
+	}
+	for dir, written := range dirs {
+		if err := syncDir(dir); err != nil {
+			for _, i := range written {
+				failed[i] = &writeError{"directory", dir, err}
+			}
+		}
+	}
+	var errs []error
+	now := r.opts.Clock.Now()
+	for i, reg := range g.registries {
+		r.opts.Metrics.observeRefresh(reg, failed[i] == nil, tok, now)
+		if failed[i] != nil {
+			errs = append(errs, fmt.Errorf("registry %s: %w", reg, failed[i]))
 		}
 	}
 	if cfg.DockerConfigFile != "" {
@@ -263,14 +285,14 @@ type tokenData struct {
 
 // write puts tok into reg's files and records the expiry.
 func (r *Refresher) write(cfg *Config, reg Registry, tok tokenData) error {
-	if err := writeFileAtomic(reg.PasswordFile, tok.password, cfg.FileMode); err != nil {
+	if err := replaceFile(reg.PasswordFile, tok.password, cfg.FileMode); err != nil {
 		return &writeError{"passwordFile", reg.PasswordFile, err}
 	}
 	r.mu.Lock()
 	r.expiry[reg.PasswordFile] = tok.expiresAt
 	r.mu.Unlock()
 	if reg.UsernameFile != "" {
-		if err := writeFileAtomic(reg.UsernameFile, tok.username, cfg.FileMode); err != nil {
+		if err := replaceFile(reg.UsernameFile, tok.username, cfg.FileMode); err != nil {
 			return &writeError{"usernameFile", reg.UsernameFile, err}
 		}
 	}
