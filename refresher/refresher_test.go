@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,7 +34,7 @@ type env struct {
 	dir string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv := fakeecr.New()
 	t.Cleanup(srv.Close)
@@ -61,7 +63,7 @@ func (e *env) registry(account, region, name string) Registry {
 		PasswordFile: filepath.Join(e.dir, name+".pass")}
 }
 
-func (e *env) assertNoPasswordLogged(t *testing.T) {
+func (e *env) assertNoPasswordLogged(t testing.TB) {
 	t.Helper()
 	for _, c := range e.srv.Calls() {
 		if pw := e.srv.LastPassword(c.Account, c.Region); pw != "" && strings.Contains(e.log.String(), pw[:32]) {
@@ -316,6 +318,11 @@ type scheduled struct {
 	clock   *timerClock
 	r       *Refresher
 	metrics *prometheus.Registry
+	// stop ends Run and waits for it; the test's cleanup calls it too.
+	stop func()
+	// pending are the deadlines of the timers that await and advance have
+	// seen set and not yet fired.
+	pending []time.Time
 }
 
 func startScheduled(t *testing.T, e *env, cfg *Config, updates <-chan *Config) *scheduled {
@@ -327,13 +334,75 @@ func startScheduled(t *testing.T, e *env, cfg *Config, updates <-chan *Config) *
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- r.Run(ctx, cfg, updates) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run returned %v, want nil", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run returned %v, want nil", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &scheduled{env: e, clock: fc, r: r, metrics: promReg, stop: stop}
+}
+
+// noSDKBackoff keeps the sidecar's retryer (attempts, retryable errors, no
+// quota) but drops the SDK's sleep between attempts, which runs on the wall
+// clock that a fake-clock test does not drive. Call it before the first
+// refresh.
+func (e *env) noSDKBackoff() {
+	e.ecr.base.Retryer = func() aws.Retryer { return noBackoff{newRetryer().(aws.RetryerV2)} }
+}
+
+// noBackoff is a retryer that retries at once.
+type noBackoff struct{ aws.RetryerV2 }
+
+func (noBackoff) RetryDelay(int, error) (time.Duration, error) { return 0, nil }
+
+// await waits until n groups have refreshed and parked on their next timer,
+// and records those timers for advance. It returns their durations.
+func (s *scheduled) await(t *testing.T, n int) []time.Duration {
+	t.Helper()
+	waits := make([]time.Duration, n)
+	for i := range waits {
+		waits[i] = s.next(t)
+		s.pending = append(s.pending, s.clock.Now().Add(waits[i]))
+	}
+	return waits
+}
+
+// nextDeadline is the earliest pending timer's deadline.
+func (s *scheduled) nextDeadline() time.Time {
+	return slices.MinFunc(s.pending, time.Time.Compare)
+}
+
+// advance moves the clock to the earliest pending deadline, which fires
+// every timer due then, and waits until each of those groups has refreshed
+// and set its next timer. It returns the new timers' durations.
+func (s *scheduled) advance(t *testing.T) []time.Duration {
+	t.Helper()
+	now := s.nextDeadline()
+	fired := 0
+	s.pending = slices.DeleteFunc(s.pending, func(d time.Time) bool {
+		if d.After(now) {
+			return false
 		}
+		fired++
+		return true
 	})
-	return &scheduled{env: e, clock: fc, r: r, metrics: promReg}
+	s.clock.SetTime(now)
+	return s.await(t, fired)
+}
+
+// setTimeQuiet moves the clock to now, which must come before every pending
+// deadline: no timer fires.
+func (s *scheduled) setTimeQuiet(t *testing.T, now time.Time) {
+	t.Helper()
+	if !now.Before(s.nextDeadline()) {
+		t.Fatalf("moving the clock to %s would fire the timer due at %s", now, s.nextDeadline())
+	}
+	s.clock.SetTime(now)
 }
 
 // next waits until a group has refreshed and parked on its next timer, and
@@ -467,6 +536,9 @@ func TestRunReloadsConfig(t *testing.T) {
 	if nr := s.r.NotReady(); len(nr) != 0 {
 		t.Fatalf("not ready: %v", nr)
 	}
+	if got := expiryFiles(t, s.metrics); len(got) != 1 || got[0] != a.PasswordFile {
+		t.Fatalf("token expiry series for %v, want only %s", got, a.PasswordFile)
+	}
 	updates <- &Config{Interval: 30 * time.Minute, FileMode: DefaultFileMode, Registries: []Registry{b}}
 	s.next(t)
 	if got := readFile(t, b.PasswordFile); got != e.srv.LastPassword(fakeecr.DefaultAccount, "eu-west-1") {
@@ -475,6 +547,34 @@ func TestRunReloadsConfig(t *testing.T) {
 	if nr := s.r.NotReady(); len(nr) != 0 {
 		t.Fatalf("not ready after reload: %v", nr)
 	}
+	// The registry that left the config stops reporting: its expiry would
+	// otherwise set off an expiry alert for a file nobody refreshes.
+	if got := expiryFiles(t, s.metrics); len(got) != 1 || got[0] != b.PasswordFile {
+		t.Fatalf("token expiry series for %v after reload, want only %s", got, b.PasswordFile)
+	}
+}
+
+// expiryFiles lists the password_file labels of the token expiry series.
+func expiryFiles(t *testing.T, g prometheus.Gatherer) []string {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, f := range families {
+		if f.GetName() != "ecr_token_refresh_token_expiry_timestamp_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "password_file" {
+					files = append(files, l.GetValue())
+				}
+			}
+		}
+	}
+	return files
 }
 
 // startFirstDenied runs one registry, with one-hour tokens, whose first
