@@ -39,6 +39,10 @@ type Options struct {
 	// CallTimeout bounds one GetAuthorizationToken call including the
 	// SDK's retries; default 30s.
 	CallTimeout time.Duration
+	// Idle, if set, is called after every refresh of a caller, before
+	// it waits for the next one (typically minutes): the sidecar hands
+	// the memory the refresh freed back to the OS there.
+	Idle func()
 }
 
 // Refresher keeps the files of a Config fresh.
@@ -154,6 +158,9 @@ func (r *Refresher) runGroup(ctx context.Context, cfg *Config, g group) {
 		} else {
 			failures++
 			wait = r.retryAfter(now, failures, expires)
+		}
+		if r.opts.Idle != nil {
+			r.opts.Idle()
 		}
 		r.logResult(g, tok, err, failures, wait)
 		t := r.opts.Clock.NewTimer(wait)

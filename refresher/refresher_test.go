@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -325,12 +326,16 @@ type scheduled struct {
 	pending []time.Time
 }
 
-func startScheduled(t *testing.T, e *env, cfg *Config, updates <-chan *Config) *scheduled {
+func startScheduled(t *testing.T, e *env, cfg *Config, updates <-chan *Config, opts ...func(*Options)) *scheduled {
 	t.Helper()
 	fc := &timerClock{FakeClock: clocktesting.NewFakeClock(time.Now().Truncate(time.Second)), waits: make(chan time.Duration, 16)}
 	e.srv.SetClock(fc.Now)
 	promReg := prometheus.NewRegistry()
-	r := e.refresher(Options{Clock: fc, Jitter: func() float64 { return 0 }, CallTimeout: 5 * time.Second, Metrics: NewMetrics(promReg)})
+	o := Options{Clock: fc, Jitter: func() float64 { return 0 }, CallTimeout: 5 * time.Second, Metrics: NewMetrics(promReg)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r := e.refresher(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- r.Run(ctx, cfg, updates) }()
@@ -454,6 +459,29 @@ func TestScheduleRefreshesAtIntervalAndHalfLife(t *testing.T) {
 	}
 	if readFile(t, reg.PasswordFile) == first {
 		t.Fatal("password file not rewritten")
+	}
+}
+
+// TestIdleAfterEveryRefresh checks that Idle runs once after each
+// refresh of each caller, failed or not, before it waits for the next.
+func TestIdleAfterEveryRefresh(t *testing.T) {
+	e := newEnv(t)
+	e.srv.SetFault(fakeecr.DefaultAccount, fakeecr.FaultAccessDenied, 1) // one of the first two refreshes fails
+	cfg := &Config{Interval: 30 * time.Minute, FileMode: DefaultFileMode, Registries: []Registry{
+		e.registry("123456789012", "us-west-2", "a"), e.registry("123456789012", "eu-west-1", "b"),
+	}}
+	var idles atomic.Int32
+	s := startScheduled(t, e, cfg, nil, func(o *Options) { o.Idle = func() { idles.Add(1) } })
+	if waits := s.await(t, 2); min(waits[0], waits[1]) >= cfg.Interval {
+		t.Fatalf("waits %v: no refresh failed", waits)
+	}
+	if n := idles.Load(); n != 2 {
+		t.Fatalf("Idle ran %d times after the first refresh of two callers, want 2", n)
+	}
+	s.advance(t)
+	s.idle(t)
+	if n, calls := idles.Load(), e.srv.CallCount(fakeecr.OpGetAuthorizationToken); int(n) != calls {
+		t.Errorf("Idle ran %d times for %d refreshes", n, calls)
 	}
 }
 

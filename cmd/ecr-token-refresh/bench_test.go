@@ -38,7 +38,9 @@ type sidecarCase struct {
 //
 //	calls/refresh    GetAuthorizationToken calls for one refresh of every file
 //	files-ms         from process start until every file is written
-//	rss-KiB          resident memory once every file is fresh
+//	rss-KiB          resident memory between refreshes: at the end of the
+//	                 idle window after every file is fresh
+//	peak-rss-KiB     the most resident memory until then (VmHWM)
 //	startup-cpu-ms   CPU (user+system) used until then
 //	idle-cpu-ticks   CPU ticks (10 ms) used in the 2 s after that: between
 //	                 refreshes the sidecar waits on timers and uses none
@@ -62,6 +64,7 @@ func BenchmarkSidecarRegistries(b *testing.B) {
 			b.ReportMetric(sum.calls/n, "calls/refresh")
 			b.ReportMetric(sum.filesMS/n, "files-ms")
 			b.ReportMetric(sum.rssKiB/n, "rss-KiB")
+			b.ReportMetric(sum.peakRSSKiB/n, "peak-rss-KiB")
 			b.ReportMetric(sum.startupCPUMS/n, "startup-cpu-ms")
 			b.ReportMetric(sum.idleTicks/n, "idle-cpu-ticks")
 			b.ReportMetric(0, "ns/op") // the custom figures are the result
@@ -86,13 +89,14 @@ func BenchmarkBinarySize(b *testing.B) {
 
 // sidecarFigures are the measurements of one sidecar run.
 type sidecarFigures struct {
-	calls, filesMS, rssKiB, startupCPUMS, idleTicks float64
+	calls, filesMS, rssKiB, peakRSSKiB, startupCPUMS, idleTicks float64
 }
 
 func (s *sidecarFigures) add(o sidecarFigures) {
 	s.calls += o.calls
 	s.filesMS += o.filesMS
 	s.rssKiB += o.rssKiB
+	s.peakRSSKiB += o.peakRSSKiB
 	s.startupCPUMS += o.startupCPUMS
 	s.idleTicks += o.idleTicks
 }
@@ -148,10 +152,10 @@ func runSidecarOnce(b *testing.B, bc sidecarCase) sidecarFigures {
 	}
 	pid := cmd.Process.Pid
 	startupTicks := cpuTicks(b, pid)
-	rss := vmRSS(b, pid)
 	idleTimer := time.NewTimer(idleWindow) // a measurement window, not synchronisation
 	<-idleTimer.C
 	idleTicks := cpuTicks(b, pid) - startupTicks
+	rss, peak := procStatusKiB(b, pid, "VmRSS:"), procStatusKiB(b, pid, "VmHWM:")
 
 	waitReady(b, addr)
 	for _, f := range files {
@@ -172,6 +176,7 @@ func runSidecarOnce(b *testing.B, bc sidecarCase) sidecarFigures {
 		calls:        float64(calls),
 		filesMS:      float64(written.Sub(start)) / float64(time.Millisecond),
 		rssKiB:       rss,
+		peakRSSKiB:   peak,
 		startupCPUMS: float64(time.Duration(startupTicks)*clockTick) / float64(time.Millisecond),
 		idleTicks:    float64(idleTicks),
 	}
@@ -196,15 +201,16 @@ func (p *process) records(t testing.TB, msg string) []logRecord {
 	return out
 }
 
-// vmRSS returns the resident memory of process pid in KiB.
-func vmRSS(t testing.TB, pid int) float64 {
+// procStatusKiB returns a memory figure of process pid in KiB: field is
+// VmRSS: (resident now) or VmHWM: (the peak).
+func procStatusKiB(t testing.TB, pid int, field string) float64 {
 	t.Helper()
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for line := range strings.SplitSeq(string(status), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == field {
 			v, err := strconv.ParseFloat(f[1], 64)
 			if err != nil {
 				t.Fatal(err)
@@ -212,7 +218,7 @@ func vmRSS(t testing.TB, pid int) float64 {
 			return v
 		}
 	}
-	t.Fatalf("no VmRSS in /proc/%d/status", pid)
+	t.Fatalf("no %s in /proc/%d/status", field, pid)
 	return 0
 }
 
