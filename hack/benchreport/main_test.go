@@ -77,6 +77,7 @@ func TestReport(t *testing.T) {
 		"cheaper": "cheaper 0.3 x <= 0.5 x met",
 		"calls":   "calls 1 calls >= 3 calls MISSED",
 		"size":    "size 2.3e+04 KiB reported",
+		"exact":   "exact 1 calls = 1 calls met",
 		"absent":  "absent - <= 1 ns not measured",
 	} {
 		if lines[name] != want {
