@@ -9,57 +9,56 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// The bytes whose presence in the pod as sent decide how much of it the
-// webhook decodes. The API server sends objects encoded by Go's JSON
-// encoder, which writes annotation keys (letters, digits, "-", "_", ".",
-// "/") unescaped: a pod without these bytes has no such key.
-var (
-	// prefixJSON starts every annotation key of the webhook's.
-	prefixJSON = []byte(`"` + annotationPrefix)
-	// statusJSON is the key of the status annotation.
-	statusJSON = []byte(`"` + AnnotationStatus + `"`)
-)
+// prefixJSON starts every annotation key of the webhook's. The API server
+// sends objects encoded by Go's JSON encoder, which writes annotation keys
+// (letters, digits, "-", "_", ".", "/") unescaped: a pod without these
+// bytes has none of the webhook's annotations.
+var prefixJSON = []byte(`"` + annotationPrefix)
 
 // decodePod decodes the pod of an admission request as the API server
 // does: case-sensitively, ignoring unknown fields, rejecting duplicate
 // ones (which a patch written against the raw object could not address).
 // These are the defaults of JSON v2 (github.com/go-json-experiment/json,
 // the encoding/json/v2 of GOEXPERIMENT=jsonv2), which decodes a pod in half
-// the time of encoding/json; k8s.io/api's own JSON methods (for
-// quantities, times, int-or-strings) still apply.
+// the time of encoding/json.
 //
-// It decodes only what the decision reads: for a pod without the webhook's
-// annotations its annotations and phase, for an injected pod also its
-// containers' names, variables and mounts (see reinvoke), and only for a
-// pod to inject the whole pod.
+// It decodes only what the decision reads, which the API server has
+// validated: for a pod without the webhook's annotations its annotations
+// and phase; for any other the containers' names, variables and mounts
+// and the volumes' names too. The rest of the pod (resources, probes,
+// volume sources...) is skipped, not decoded: a function of the decision
+// that reads more of the pod must add it to slimPod.
 func decodePod(raw []byte) (*corev1.Pod, error) {
 	if len(raw) == 0 {
 		return nil, errors.New("the admission request has no object")
 	}
-	var err error
 	pod := &corev1.Pod{}
-	switch {
-	case !bytes.Contains(raw, prefixJSON):
+	if !bytes.Contains(raw, prefixJSON) {
 		var head podHead
-		err = jsonv2.Unmarshal(raw, &head)
-		pod.Annotations, pod.Status.Phase = head.Metadata.Annotations, head.Status.Phase
-	case bytes.Contains(raw, statusJSON):
-		var injected injectedPod
-		if err = jsonv2.Unmarshal(raw, &injected); err == nil {
-			if _, ok := injected.Metadata.Annotations[AnnotationStatus]; !ok {
-				// The bytes were elsewhere, say in a variable's value.
-				err = jsonv2.Unmarshal(raw, pod)
-				break
-			}
-			pod.Annotations, pod.Status.Phase = injected.Metadata.Annotations, injected.Status.Phase
-			pod.Spec.InitContainers = injected.Spec.InitContainers.containers()
-			pod.Spec.Containers = injected.Spec.Containers.containers()
+		if err := jsonv2.Unmarshal(raw, &head); err != nil {
+			return nil, fmt.Errorf("decoding the pod: %w", err)
 		}
-	default:
-		err = jsonv2.Unmarshal(raw, pod)
+		pod.Annotations, pod.Status.Phase = head.Metadata.Annotations, head.Status.Phase
+		return pod, nil
 	}
-	if err != nil {
+	var slim slimPod
+	if err := jsonv2.Unmarshal(raw, &slim); err != nil {
 		return nil, fmt.Errorf("decoding the pod: %w", err)
+	}
+	pod.Annotations, pod.Status.Phase = slim.Metadata.Annotations, slim.Status.Phase
+	pod.Spec.InitContainers = slim.Spec.InitContainers.containers()
+	pod.Spec.Containers = slim.Spec.Containers.containers()
+	if slim.Spec.EphemeralContainers != nil {
+		pod.Spec.EphemeralContainers = make([]corev1.EphemeralContainer, len(slim.Spec.EphemeralContainers))
+		for i, c := range slim.Spec.EphemeralContainers {
+			pod.Spec.EphemeralContainers[i].Name = c.Name
+		}
+	}
+	if slim.Spec.Volumes != nil {
+		pod.Spec.Volumes = make([]corev1.Volume, len(slim.Spec.Volumes))
+		for i, v := range slim.Spec.Volumes {
+			pod.Spec.Volumes[i].Name = v.Name
+		}
 	}
 	return pod, nil
 }
@@ -75,16 +74,23 @@ type podHead struct {
 	} `json:"status"`
 }
 
-// injectedPod is the part of a pod that reinvoke reads.
-type injectedPod struct {
+// slimPod is the part of a pod that the decision reads.
+type slimPod struct {
 	podHead
 	Spec struct {
-		InitContainers slimContainers `json:"initContainers"`
-		Containers     slimContainers `json:"containers"`
+		InitContainers      slimContainers `json:"initContainers"`
+		Containers          slimContainers `json:"containers"`
+		EphemeralContainers []named        `json:"ephemeralContainers"`
+		Volumes             []named        `json:"volumes"`
 	} `json:"spec"`
 }
 
-// slimContainers are containers as reinvoke reads them.
+// named is an item of a list as the decision reads it: its name.
+type named struct {
+	Name string `json:"name"`
+}
+
+// slimContainers are containers as the decision reads them.
 type slimContainers []struct {
 	Name         string               `json:"name"`
 	Env          []corev1.EnvVar      `json:"env"`
