@@ -99,6 +99,8 @@ type Result struct {
 	// P50, P90, P99 and Max are latency percentiles over the answered
 	// requests (nearest rank).
 	P50, P90, P99, Max time.Duration
+	// Latencies are those of the answered requests, sorted.
+	Latencies []time.Duration
 }
 
 // Answered is the number of requests that got an answer, right or wrong.
@@ -156,24 +158,38 @@ func Run(ctx context.Context, opts Options) (Result, error) {
 		wg.Go(func() { workers[i].loop(ctx) })
 	}
 	wg.Wait()
-	res := Result{Elapsed: time.Since(start), Handshakes: int(r.handshakes.Load())}
-	var latencies []time.Duration
-	for _, w := range workers {
+	parts := make([]Result, len(workers))
+	for i, w := range workers {
 		w.client.CloseIdleConnections()
-		res.Requests += w.requests
-		res.Errors += w.errors
-		res.Wrong += w.wrong
-		if res.FirstError == nil {
-			res.FirstError = w.firstError
-		}
-		latencies = append(latencies, w.latencies...)
+		parts[i] = Result{Requests: w.requests, Errors: w.errors, Wrong: w.wrong, FirstError: w.firstError, Latencies: w.latencies}
 	}
-	if len(latencies) > 0 {
-		slices.Sort(latencies)
-		res.P50, res.P90, res.P99 = percentile(latencies, 50), percentile(latencies, 90), percentile(latencies, 99)
-		res.Max = latencies[len(latencies)-1]
-	}
+	res := Combine(parts...)
+	res.Elapsed, res.Handshakes = time.Since(start), int(r.handshakes.Load())
 	return res, nil
+}
+
+// Combine sums up runs made one after the other, e.g. in turns with
+// another server's, as one: counts and elapsed times add up, latencies
+// are pooled.
+func Combine(results ...Result) Result {
+	var res Result
+	for _, r := range results {
+		res.Requests += r.Requests
+		res.Errors += r.Errors
+		res.Wrong += r.Wrong
+		res.Handshakes += r.Handshakes
+		res.Elapsed += r.Elapsed
+		if res.FirstError == nil {
+			res.FirstError = r.FirstError
+		}
+		res.Latencies = append(res.Latencies, r.Latencies...)
+	}
+	if len(res.Latencies) > 0 {
+		slices.Sort(res.Latencies)
+		res.P50, res.P90, res.P99 = percentile(res.Latencies, 50), percentile(res.Latencies, 90), percentile(res.Latencies, 99)
+		res.Max = res.Latencies[len(res.Latencies)-1]
+	}
+	return res
 }
 
 // run is the state the connections share.
@@ -269,10 +285,10 @@ func (w *worker) send(i int) {
 		}))
 	}
 	s.Start = time.Now()
-	answer, contentType, err := w.roundTrip(req)
+	answer, err := w.roundTrip(req)
 	s.End = time.Now()
 	if s.Err = err; err == nil {
-		s.Wrong = w.checker.check(t, podIndex, id, contentType, answer)
+		s.Wrong = w.checker.check(t, podIndex, id, answer)
 	}
 	w.tally(s)
 	if w.run.opts.OnResult != nil {
@@ -280,21 +296,21 @@ func (w *worker) send(i int) {
 	}
 }
 
-// roundTrip sends req and returns the answer's body and Content-Type.
-func (w *worker) roundTrip(req *http.Request) (body []byte, contentType string, err error) {
+// roundTrip sends req and returns the answer's body.
+func (w *worker) roundTrip(req *http.Request) ([]byte, error) {
 	res, err := w.client.Do(req)
 	if err != nil {
-		return nil, "", err
+		return nil, err
 	}
 	defer res.Body.Close()
-	body, err = io.ReadAll(res.Body)
+	body, err := io.ReadAll(res.Body)
 	switch {
 	case err != nil:
-		return nil, "", fmt.Errorf("reading the answer: %w", err)
+		return nil, fmt.Errorf("reading the answer: %w", err)
 	case res.StatusCode != http.StatusOK:
-		return nil, "", fmt.Errorf("HTTP %s: %.200s", res.Status, body)
+		return nil, fmt.Errorf("HTTP %s: %.200s", res.Status, body)
 	}
-	return body, res.Header.Get("Content-Type"), nil
+	return body, nil
 }
 
 // tally counts s.

@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -146,7 +148,7 @@ func TestRun(t *testing.T) {
 		{name: "not JSON",
 			handler: func(t *testing.T) http.Handler { return fixed([]byte(`ok`), "text/plain", http.StatusOK) },
 			opts:    Options{Requests: 10},
-			want:    Result{Requests: 10, Wrong: 10, Handshakes: 1}, wantErr: "Content-Type"},
+			want:    Result{Requests: 10, Wrong: 10, Handshakes: 1}, wantErr: "not JSON"},
 		{name: "HTTP 500",
 			handler: func(t *testing.T) http.Handler {
 				return fixed([]byte(`oops`), "text/plain", http.StatusInternalServerError)
@@ -433,5 +435,38 @@ func TestCeilingServeHTTP(t *testing.T) {
 				t.Errorf("Content-Type %q", rec.Header().Get("Content-Type"))
 			}
 		})
+	}
+}
+
+func TestCombine(t *testing.T) {
+	ms := time.Millisecond
+	first := errors.New("first")
+	tests := []struct {
+		name    string
+		results []Result
+		want    Result
+	}{
+		{"none", nil, Result{}},
+		{"one", []Result{{Requests: 3, Errors: 1, Elapsed: 2 * ms, Latencies: []time.Duration{3 * ms, ms}, FirstError: first}},
+			Result{Requests: 3, Errors: 1, Elapsed: 2 * ms, P50: ms, P90: 3 * ms, P99: 3 * ms, Max: 3 * ms, FirstError: first}},
+		{"two in turns", []Result{
+			{Requests: 2, Wrong: 1, Handshakes: 1, Elapsed: 10 * ms, Latencies: []time.Duration{ms, 2 * ms}},
+			{Requests: 2, Errors: 1, Handshakes: 1, Elapsed: 30 * ms, Latencies: []time.Duration{4 * ms}, FirstError: first}},
+			Result{Requests: 4, Errors: 1, Wrong: 1, Handshakes: 2, Elapsed: 40 * ms, P50: 2 * ms, P90: 4 * ms, P99: 4 * ms, Max: 4 * ms, FirstError: first}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Combine(tt.results...)
+			if !slices.IsSorted(got.Latencies) || len(got.Latencies) != got.Answered() {
+				t.Errorf("latencies %v: want %d, sorted", got.Latencies, got.Answered())
+			}
+			got.Latencies = nil
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+	if got := (Result{Requests: 4, Errors: 1, Elapsed: 2 * time.Second}).RPS(); got != 1.5 {
+		t.Errorf("3 answers in 2s: %v answers/s, want 1.5", got)
 	}
 }
