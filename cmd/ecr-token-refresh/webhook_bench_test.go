@@ -140,7 +140,9 @@ type buildError struct {
 	out []byte
 }
 
-func (e *buildError) Error() string { return "building hack/loadgen: " + e.err.Error() + "\n" + string(e.out) }
+func (e *buildError) Error() string {
+	return "building hack/loadgen: " + e.err.Error() + "\n" + string(e.out)
+}
 
 // startCeiling starts the ceiling server (hack/loadgen ceiling) with the
 // certificates in certDir, answering answer, and returns its URL and
