@@ -19,9 +19,12 @@
 // defaults, generate.go creates keys and certificates, bundle.go handles CA
 // bundles and PEM, secret.go reads and writes the Secret's content,
 // rotate.go decides what to change next, leader.go writes the Secret and
-// the caBundle on the leader, serve.go watches and serves the certificate
-// in every replica and manager.go wires it all into a controller-runtime
-// manager.
+// the caBundle on the leader, election.go elects the leader on a Lease,
+// serve.go watches and serves the certificate in every replica, kube.go
+// talks to the API server (client-go's REST client and informers with a
+// scheme of three API groups, not a clientset, to keep the binary lean),
+// manager.go wires it all together, and files.go serves a certificate
+// from files instead (--cert-dir).
 //
 // The Secret holds tls.crt and tls.key (the serving certificate and its
 // key), ca.crt (the bundle, oldest CA first) and ca.key (the key of the

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -35,9 +36,6 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	crenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/certs"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/envtest"
@@ -239,49 +237,31 @@ func startWebhook(t *testing.T, admin *rest.Config, name string, port int, opts 
 	})
 
 	opts.Namespace = namespace
+	opts.Election = certs.Timing{LeaseDuration: 4 * time.Second, RenewDeadline: 3 * time.Second, RetryPeriod: 200 * time.Millisecond}
 	cm, err := certs.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.certs = cm
-	mgr, err := manager.New(cfg, manager.Options{
-		Logger:                 logger,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "127.0.0.1:0",
-		WebhookServer: crwebhook.NewServer(crwebhook.Options{
-			Host:    "127.0.0.1",
-			Port:    port,
-			TLSOpts: []func(*tls.Config){cm.TLSOpt},
-		}),
-		LeaderElection:                true,
-		LeaderElectionID:              certs.LeaseName,
-		LeaderElectionNamespace:       cm.Namespace(),
-		LeaderElectionResourceLock:    "leases",
-		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 ptr.To(4 * time.Second),
-		RenewDeadline:                 ptr.To(3 * time.Second),
-		RetryPeriod:                   ptr.To(200 * time.Millisecond),
-	})
+	h, err := webhook.NewHandler(webhook.Options{SidecarImage: "example.com/ecr-token-refresh:test", Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := mgr.AddReadyzCheck("certificate", cm.ReadyCheck); err != nil {
+	ln, err := tls.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port), &tls.Config{GetCertificate: cm.GetCertificate})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := webhook.Register(mgr.GetWebhookServer(), webhook.Options{
-		SidecarImage: "example.com/ecr-token-refresh:test",
-		Registerer:   prometheus.NewRegistry(),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := cm.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
+	mux := http.NewServeMux()
+	mux.Handle(webhook.Path, h)
+	srv := &http.Server{Handler: mux, ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.Serve(ln) }()
+
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
+	go func() { done <- cm.Start(ctx, cfg, logger) }()
 	p.stop = sync.OnceFunc(func() {
 		cancel()
+		_ = srv.Close()
 		if err := <-done; err != nil {
 			t.Errorf("process %s: %v", name, err)
 		}

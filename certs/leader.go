@@ -15,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Retries after an error back off from minRetry to maxRetry; without
@@ -26,12 +25,21 @@ const (
 	resync   = 10 * time.Minute
 )
 
+// store is the Kubernetes API as the leader uses it.
+type store interface {
+	getSecret(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error)
+	createSecret(ctx context.Context, s *corev1.Secret) error
+	updateSecret(ctx context.Context, s *corev1.Secret) error
+	getWebhookConfig(ctx context.Context, name string) (*admissionregistrationv1.MutatingWebhookConfiguration, error)
+	patchWebhookConfig(ctx context.Context, name string, patch []byte) error
+}
+
 // leader writes the Secret and the caBundle. It runs in the elected
 // replica only, and reads what it writes from the API server, not from a
 // cache, so that a write never starts from a stale copy; an object changed
 // meanwhile fails the write on its resourceVersion and is read again.
 type leader struct {
-	client        client.Client
+	store         store
 	policy        policy
 	secret        types.NamespacedName
 	webhookConfig string
@@ -46,9 +54,6 @@ type leader struct {
 	stableSince time.Time
 }
 
-// NeedLeaderElection is true: only the leader writes.
-func (l *leader) NeedLeaderElection() bool { return true }
-
 // poke makes the leader look again now.
 func (l *leader) poke() {
 	select {
@@ -57,15 +62,15 @@ func (l *leader) poke() {
 	}
 }
 
-// Start reconciles until ctx is done: when a change falls due, when the
+// run reconciles until ctx is done: when a change falls due, when the
 // Secret or the webhook configuration changes, and after errors.
-func (l *leader) Start(ctx context.Context) error {
+func (l *leader) run(ctx context.Context) {
 	l.log.Info("leading: managing the webhook's certificates", "secret", l.secret, "webhookConfiguration", l.webhookConfig)
 	var backoff time.Duration
 	for {
 		next, err := l.reconcile(ctx)
 		if ctx.Err() != nil {
-			return nil
+			return
 		}
 		wait := min(resync, next.Sub(l.clock.Now()))
 		if err == nil {
@@ -86,7 +91,7 @@ func (l *leader) Start(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return nil
+			return
 		case <-l.wake:
 		case <-timer.C():
 		}
@@ -99,9 +104,11 @@ func (l *leader) Start(ctx context.Context) error {
 // returns when to look again.
 func (l *leader) reconcile(ctx context.Context) (time.Time, error) {
 	now := l.clock.Now()
-	secret := &corev1.Secret{}
-	err := l.client.Get(ctx, l.secret, secret)
+	secret, err := l.store.getSecret(ctx, l.secret)
 	found := err == nil
+	if !found {
+		secret = &corev1.Secret{}
+	}
 	if err != nil && !apierrors.IsNotFound(err) {
 		return now, fmt.Errorf("reading Secret %s: %w", l.secret, err)
 	}
@@ -144,7 +151,7 @@ func (l *leader) reconcile(ctx context.Context) (time.Time, error) {
 func (l *leader) write(ctx context.Context, secret *corev1.Secret, found bool, data map[string][]byte) error {
 	if found {
 		secret.Data = data
-		if err := l.client.Update(ctx, secret); err != nil {
+		if err := l.store.updateSecret(ctx, secret); err != nil {
 			return fmt.Errorf("updating Secret %s: %w", l.secret, err)
 		}
 		return nil
@@ -162,7 +169,7 @@ func (l *leader) write(ctx context.Context, secret *corev1.Secret, found bool, d
 		Type: corev1.SecretTypeTLS,
 		Data: data,
 	}
-	if err := l.client.Create(ctx, secret); err != nil {
+	if err := l.store.createSecret(ctx, secret); err != nil {
 		return fmt.Errorf("creating Secret %s: %w", l.secret, err)
 	}
 	return nil
@@ -172,8 +179,8 @@ func (l *leader) write(ctx context.Context, secret *corev1.Secret, found bool, d
 // configuration that lacks it to caBundle, with a strategic merge patch of
 // those caBundles alone, at the configuration's resourceVersion.
 func (l *leader) syncWebhookConfig(ctx context.Context, caBundle []byte) error {
-	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
-	if err := l.client.Get(ctx, client.ObjectKey{Name: l.webhookConfig}, cfg); err != nil {
+	cfg, err := l.store.getWebhookConfig(ctx, l.webhookConfig)
+	if err != nil {
 		return fmt.Errorf("reading MutatingWebhookConfiguration %s: %w", l.webhookConfig, err)
 	}
 	type clientConfig struct {
@@ -201,7 +208,7 @@ func (l *leader) syncWebhookConfig(ctx context.Context, caBundle []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := l.client.Patch(ctx, cfg, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+	if err := l.store.patchWebhookConfig(ctx, l.webhookConfig, patch); err != nil {
 		return fmt.Errorf("patching the caBundle of MutatingWebhookConfiguration %s: %w", l.webhookConfig, err)
 	}
 	l.log.Info("updated the caBundle", "webhookConfiguration", l.webhookConfig, "webhooks", names)

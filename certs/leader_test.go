@@ -31,6 +31,33 @@ func testWebhookConfig() *admissionregistrationv1.MutatingWebhookConfiguration {
 	}
 }
 
+// clientStore is the leader's store over a controller-runtime client, so
+// that the tests can use its fake client and interceptors.
+type clientStore struct{ c client.Client }
+
+func (s clientStore) getSecret(ctx context.Context, key types.NamespacedName) (*corev1.Secret, error) {
+	secret := &corev1.Secret{}
+	return secret, s.c.Get(ctx, key, secret)
+}
+
+func (s clientStore) createSecret(ctx context.Context, secret *corev1.Secret) error {
+	return s.c.Create(ctx, secret)
+}
+
+func (s clientStore) updateSecret(ctx context.Context, secret *corev1.Secret) error {
+	return s.c.Update(ctx, secret)
+}
+
+func (s clientStore) getWebhookConfig(ctx context.Context, name string) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	return cfg, s.c.Get(ctx, client.ObjectKey{Name: name}, cfg)
+}
+
+func (s clientStore) patchWebhookConfig(ctx context.Context, name string, patch []byte) error {
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	return s.c.Patch(ctx, cfg, client.RawPatch(types.StrategicMergePatchType, patch))
+}
+
 func newTestLeader(t *testing.T, c client.Client, clk *clocktesting.FakeClock, o Options) *leader {
 	t.Helper()
 	o.Namespace, o.Clock = testSecret.Namespace, clk
@@ -39,7 +66,7 @@ func newTestLeader(t *testing.T, c client.Client, clk *clocktesting.FakeClock, o
 		t.Fatal(err)
 	}
 	return &leader{
-		client:        c,
+		store:         clientStore{c},
 		policy:        o.policy(),
 		secret:        testSecret,
 		webhookConfig: o.WebhookConfigName,
@@ -331,13 +358,14 @@ func TestLeaderStart(t *testing.T) {
 	c := fake.NewClientBuilder().WithObjects(testWebhookConfig()).Build()
 	l := newTestLeader(t, c, clk, Options{})
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Start(ctx) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.run(ctx)
+	}()
 	defer func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Start: %v", err)
-		}
+		<-done
 	}()
 
 	testutil.WaitFor(t, 10*time.Second, "the Secret", func() bool { return secretData(t, c) != nil && clk.HasWaiters() })

@@ -1,24 +1,25 @@
 package certs
 
 import (
+	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"net/http"
+	"os"
+	"sync"
 
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"k8s.io/client-go/rest"
 )
 
-// Manager runs self-managed certificates in a controller-runtime manager.
-// Its manager must elect a leader on the Lease [LeaseName] in
-// [Manager.Namespace], and its webhook server must get its certificate from
-// [Manager.TLSOpt].
+// Manager runs self-managed certificates: every replica serves the
+// Secret's certificate (GetCertificate) and one, elected on the Lease
+// [LeaseName], writes the Secret and the caBundle.
 type Manager struct {
 	opts   Options
 	served *served
@@ -43,51 +44,36 @@ func New(opts Options) (*Manager, error) {
 // Namespace is the namespace of the Secret, the Service and the Lease.
 func (m *Manager) Namespace() string { return m.opts.Namespace }
 
-// TLSOpt makes a webhook server serve the Secret's current certificate:
-// pass it in the webhook server's Options.TLSOpts. A TLS handshake fails
-// until there is one.
-func (m *Manager) TLSOpt(c *tls.Config) { c.GetCertificate = m.served.getCertificate }
+// GetCertificate serves the Secret's current certificate: set it as a
+// webhook server's tls.Config.GetCertificate. A TLS handshake fails until
+// there is one.
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return m.served.getCertificate(hello)
+}
 
-// ReadyCheck is a healthz.Checker that fails until this replica watches
-// the Secret and the webhook configuration and serves a certificate.
+// ReadyCheck fails until this replica watches the Secret and the webhook
+// configuration and serves a certificate.
 func (m *Manager) ReadyCheck(req *http.Request) error { return m.served.ready(req) }
 
-// SetupWithManager adds to mgr what runs in every replica (a watch of the
-// Secret, whose certificate it serves, and of the webhook configuration)
-// and what runs on the leader only (the writer of the Secret and of the
-// caBundle). Both list and watch their objects by name, in the namespace
-// for the Secret, and leave mgr's own cache alone.
-func (m *Manager) SetupWithManager(mgr manager.Manager) error {
-	log := mgr.GetLogger().WithName("certs")
+// Start runs until ctx is done: in every replica a watch of the Secret,
+// whose certificate it serves, and of the webhook configuration (each
+// listed and watched by name); on the elected leader the writer of the
+// Secret and of the caBundle. It returns an error if cfg cannot be used,
+// or if the leader lost its Lease (the process should then exit, and
+// start again as a follower).
+func (m *Manager) Start(ctx context.Context, cfg *rest.Config, log logr.Logger) error {
+	log = log.WithName("certs")
 	m.served.log = log
-	byName := func(name string) fields.Selector { return fields.OneTermEqualSelector("metadata.name", name) }
-	c, err := cache.New(mgr.GetConfig(), cache.Options{
-		HTTPClient:                  mgr.GetHTTPClient(),
-		Scheme:                      mgr.GetScheme(),
-		Mapper:                      mgr.GetRESTMapper(),
-		ReaderFailOnMissingInformer: true,
-		DefaultTransform:            cache.TransformStripManagedFields(),
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {
-				Namespaces: map[string]cache.Config{m.opts.Namespace: {}},
-				Field:      byName(m.opts.SecretName),
-			},
-			&admissionregistrationv1.MutatingWebhookConfiguration{}: {Field: byName(m.opts.WebhookConfigName)},
-		},
-	})
+	k, err := newKube(cfg)
 	if err != nil {
-		return fmt.Errorf("certs: creating the cache: %w", err)
+		return err
 	}
-	cl, err := client.New(mgr.GetConfig(), client.Options{
-		HTTPClient: mgr.GetHTTPClient(),
-		Scheme:     mgr.GetScheme(),
-		Mapper:     mgr.GetRESTMapper(),
-	})
+	identity, err := replicaIdentity()
 	if err != nil {
-		return fmt.Errorf("certs: creating the client: %w", err)
+		return err
 	}
 	l := &leader{
-		client:        cl,
+		store:         k,
 		policy:        m.opts.policy(),
 		secret:        m.served.secret,
 		webhookConfig: m.opts.WebhookConfigName,
@@ -96,11 +82,35 @@ func (m *Manager) SetupWithManager(mgr manager.Manager) error {
 		log:           log,
 		wake:          make(chan struct{}, 1),
 	}
-	if err := m.served.watch(c, l.poke); err != nil {
+	secrets := informer(k.core, resourceSecrets, m.opts.Namespace, m.opts.SecretName, &corev1.Secret{})
+	configs := informer(k.admission, resourceWebhookConfigs, "", m.opts.WebhookConfigName, &admissionregistrationv1.MutatingWebhookConfiguration{})
+	if err := m.served.watch(secrets, configs, l.poke); err != nil {
 		return fmt.Errorf("certs: watching: %w", err)
 	}
-	if err := mgr.Add(replicaCache{c}); err != nil {
-		return err
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { secrets.Run(ctx.Done()) })
+	wg.Go(func() { configs.Run(ctx.Done()) })
+
+	e := &election{
+		leases:   k,
+		key:      types.NamespacedName{Namespace: m.opts.Namespace, Name: LeaseName},
+		identity: identity,
+		timing:   m.opts.Election,
+		clock:    m.opts.Clock,
+		log:      log,
 	}
-	return mgr.Add(l)
+	return e.run(ctx, l.run)
+}
+
+// replicaIdentity names this replica in the Lease: its host (the pod's
+// name) and a random suffix, unique across restarts.
+func replicaIdentity() (string, error) {
+	host, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("certs: naming this replica: %w", err)
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return host + "_" + hex.EncodeToString(b), nil
 }

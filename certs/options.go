@@ -71,6 +71,10 @@ type Options struct {
 
 	// Clock tells the time; default the real clock.
 	Clock clock.Clock
+
+	// Election is the timing of the leader election on the Lease; zero
+	// fields take the defaults.
+	Election Timing
 }
 
 // withDefaults fills in the defaults and checks the result.
@@ -109,6 +113,10 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("certs: the certificate lifetime %s exceeds the CA lifetime %s", o.CertLifetime, o.CALifetime)
 	case 6*o.PropagationDelay > o.CertLifetime:
 		return o, fmt.Errorf("certs: the propagation delay %s exceeds a sixth of the certificate lifetime %s", o.PropagationDelay, o.CertLifetime)
+	}
+	var err error
+	if o.Election, err = o.Election.withDefaults(); err != nil {
+		return o, err
 	}
 	for _, h := range o.ExtraHosts {
 		if h == "" {

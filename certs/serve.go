@@ -2,7 +2,6 @@ package certs
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -10,11 +9,9 @@ import (
 	"sync/atomic"
 
 	"github.com/go-logr/logr"
-	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"k8s.io/client-go/tools/cache"
 )
 
 // served is the certificate this replica serves, the Secret's latest
@@ -71,26 +68,17 @@ func (s *served) notYet() error {
 	return fmt.Errorf("no serving certificate yet in Secret %s", s.secret)
 }
 
-// watch serves the certificate of the Secret in c and reports every change
-// to the Secret or the webhook configuration to changed. c lists and
-// watches each by name, which RBAC restricted to resourceNames allows.
-func (s *served) watch(c cache.Cache, changed func()) error {
-	secrets, err := c.GetInformer(context.Background(), &corev1.Secret{}, cache.BlockUntilSynced(false))
-	if err != nil {
-		return err
-	}
-	if _, err := secrets.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+// watch loads the certificate of every version of the Secret that
+// secrets sees and calls changed on every change to either object.
+func (s *served) watch(secrets, configs cache.SharedIndexInformer, changed func()) error {
+	if _, err := secrets.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { s.onSecret(obj); changed() },
 		UpdateFunc: func(_, obj any) { s.onSecret(obj); changed() },
 		DeleteFunc: func(any) { changed() },
 	}); err != nil {
 		return err
 	}
-	configs, err := c.GetInformer(context.Background(), &admissionregistrationv1.MutatingWebhookConfiguration{}, cache.BlockUntilSynced(false))
-	if err != nil {
-		return err
-	}
-	if _, err := configs.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+	if _, err := configs.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { changed() },
 		UpdateFunc: func(any, any) { changed() },
 		DeleteFunc: func(any) { changed() },
@@ -106,9 +94,3 @@ func (s *served) onSecret(obj any) {
 		s.load(secret)
 	}
 }
-
-// replicaCache runs a cache in every replica, leader or not.
-type replicaCache struct{ cache.Cache }
-
-// NeedLeaderElection is false: every replica serves.
-func (replicaCache) NeedLeaderElection() bool { return false }

@@ -16,8 +16,7 @@ func TestServe(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &tls.Config{}
-	m.TLSOpt(srv)
+	srv := &tls.Config{GetCertificate: m.GetCertificate}
 	now := time.Now()
 	secretFor := func(ca *KeyPair) *corev1.Secret {
 		kp := mustServing(t, ca, m.opts.policy().hosts, now, time.Hour)

@@ -222,9 +222,11 @@ func serveWebhook(t *testing.T, env *ctrlenvtest.Environment, reg prometheus.Reg
 	t.Helper()
 	o := env.WebhookInstallOptions
 	srv := crwebhook.NewServer(crwebhook.Options{Host: o.LocalServingHost, Port: o.LocalServingPort, CertDir: o.LocalServingCertDir})
-	if err := webhook.Register(srv, webhook.Options{SidecarImage: "ghcr.io/ecr-token-refresh/ecr-token-refresh:test", Registerer: reg}); err != nil {
+	h, err := webhook.NewHandler(webhook.Options{SidecarImage: "ghcr.io/ecr-token-refresh/ecr-token-refresh:test", Registerer: reg})
+	if err != nil {
 		t.Fatal(err)
 	}
+	srv.Register(webhook.Path, h)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(ctx) }()

@@ -2,13 +2,13 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 )
 
 // clouddriverPod is the Clouddriver example pod, as JSON.
@@ -29,30 +29,54 @@ func BenchmarkDecodeClouddriver(b *testing.B) {
 	}
 }
 
-// BenchmarkHandleClouddriver is the handler's cost per admission of the
-// Clouddriver pod: decoding, validating, building the patch and counting
-// it (the patch is encoded by controller-runtime, see
-// BenchmarkServeHTTPClouddriver).
-func BenchmarkHandleClouddriver(b *testing.B) {
+// BenchmarkReviewClouddriver is the handler's cost per admission of the
+// Clouddriver pod: decoding, validating, building and encoding the patch,
+// and counting it. "inject" is the pod as the Deployment creates it;
+// "injected" is that pod again after the patch, as on a reinvocation; and
+// "unannotated" is the pod without the webhook's annotations, which a
+// webhook configuration without matchConditions sends too.
+func BenchmarkReviewClouddriver(b *testing.B) {
 	h, _ := newTestHandler(b)
-	req := createRequest(clouddriverPod(b))
+	raw := clouddriverPod(b)
 	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if resp := h.Handle(ctx, req); len(resp.Patches) == 0 {
-			b.Fatalf("not injected: %+v", resp.Result)
-		}
+	resp := h.Review(ctx, createRequest(raw))
+	if len(resp.Patch) == 0 {
+		b.Fatalf("not injected: %+v", resp.Result)
+	}
+	var pod map[string]any
+	if err := json.Unmarshal(raw, &pod); err != nil {
+		b.Fatal(err)
+	}
+	delete(pod["metadata"].(map[string]any), "annotations")
+	unannotated, err := json.Marshal(pod)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name      string
+		raw       []byte
+		wantPatch bool
+	}{
+		{"inject", raw, true},
+		{"injected", testutil.ApplyPatch(b, raw, resp.Patch), false},
+		{"unannotated", unannotated, false},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := createRequest(bc.raw)
+			b.ReportAllocs()
+			for b.Loop() {
+				if resp := h.Review(ctx, req); !resp.Allowed || (len(resp.Patch) > 0) != bc.wantPatch {
+					b.Fatalf("allowed %v, patch %s, result %+v", resp.Allowed, resp.Patch, resp.Result)
+				}
+			}
+		})
 	}
 }
 
 // BenchmarkServeHTTPClouddriver is the whole HTTP exchange in process: the
 // AdmissionReview decoded, handled, and the answer with its patch encoded.
 func BenchmarkServeHTTPClouddriver(b *testing.B) {
-	srv := crwebhook.NewServer(crwebhook.Options{})
-	if err := Register(srv, Options{SidecarImage: testImage, Registerer: prometheus.NewRegistry()}); err != nil {
-		b.Fatal(err)
-	}
-	mux := srv.WebhookMux()
+	h, _ := newTestHandler(b)
 	body := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1","kind":{"version":"v1","kind":"Pod"},` +
 		`"resource":{"version":"v1","resource":"pods"},"namespace":"spinnaker","operation":"CREATE","object":` + string(clouddriverPod(b)) + `}}`
 	b.ReportAllocs()
@@ -60,7 +84,7 @@ func BenchmarkServeHTTPClouddriver(b *testing.B) {
 		req := httptest.NewRequest(http.MethodPost, Path, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
-		mux.ServeHTTP(rec, req)
+		h.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"patch"`) {
 			b.Fatalf("HTTP %d: %s", rec.Code, rec.Body)
 		}

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 )
@@ -32,27 +31,26 @@ func FuzzHandler(f *testing.F) {
 		f.Add("", []byte(raw))
 	}
 	h, _ := newTestHandler(f)
-	wh := (&admission.Webhook{Handler: h}).WithRecoverPanic(false)
 	ctx := context.Background()
 
 	f.Fuzz(func(t *testing.T, uid string, raw []byte) {
 		req := createRequest(raw)
 		req.UID = types.UID(uid)
-		resp := wh.Handle(ctx, req)
+		resp := h.Review(ctx, req)
 		if resp.UID != req.UID {
 			t.Fatalf("uid %q answered as %q", req.UID, resp.UID)
 		}
-		if !resp.Allowed || len(resp.Patches) == 0 {
-			if len(resp.Patches) > 0 {
-				t.Fatalf("not allowed but patched: %+v", resp.Patches)
+		if !resp.Allowed || len(resp.Patch) == 0 {
+			if len(resp.Patch) > 0 {
+				t.Fatalf("not allowed but patched: %s", resp.Patch)
 			}
 			return
 		}
 		checkAddOnly(t, resp)
-		patched := testutil.ApplyPatch(t, raw, resp.Patches)
-		again := wh.Handle(ctx, createRequest(patched))
-		if !again.Allowed || len(again.Patches) != 0 {
-			t.Fatalf("second run on the patched pod: allowed %v, patch %+v, result %+v\npatched pod: %s", again.Allowed, again.Patches, again.Result, patched)
+		patched := testutil.ApplyPatch(t, raw, resp.Patch)
+		again := h.Review(ctx, createRequest(patched))
+		if !again.Allowed || len(again.Patch) != 0 {
+			t.Fatalf("second run on the patched pod: allowed %v, patch %s, result %s\npatched pod: %s", again.Allowed, again.Patch, again.Result, patched)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
@@ -14,7 +15,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
@@ -37,15 +37,15 @@ func newTestHandler(t testing.TB) (*Handler, *prometheus.Registry) {
 }
 
 // createRequest is the admission request for creating the pod raw (JSON).
-func createRequest(raw []byte) admission.Request {
-	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+func createRequest(raw []byte) *admissionv1.AdmissionRequest {
+	return &admissionv1.AdmissionRequest{
 		UID:       types.UID("8d2b1c5e-0f3a-4c1e-9b7a-5e6f7a8b9c0d"),
 		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
 		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
 		Namespace: "spinnaker",
 		Operation: admissionv1.Create,
 		Object:    runtime.RawExtension{Raw: raw},
-	}}
+	}
 }
 
 // readPodJSON reads a pod YAML file as JSON, and returns the comment lines
@@ -70,11 +70,18 @@ func readPodJSON(t testing.TB, path string) (raw []byte, header string) {
 }
 
 // checkAddOnly fails unless every operation of resp is an "add".
-func checkAddOnly(t testing.TB, resp admission.Response) {
+func checkAddOnly(t testing.TB, resp *admissionv1.AdmissionResponse) {
 	t.Helper()
-	for _, op := range resp.Patches {
-		if op.Operation != "add" {
-			t.Errorf("operation %s %s: only add is allowed", op.Operation, op.Path)
+	if len(resp.Patch) == 0 {
+		return
+	}
+	var ops []operation
+	if err := json.Unmarshal(resp.Patch, &ops); err != nil {
+		t.Fatalf("patch %s: %v", resp.Patch, err)
+	}
+	for _, op := range ops {
+		if op.Op != "add" {
+			t.Errorf("operation %s %s: only add is allowed", op.Op, op.Path)
 		}
 	}
 }
@@ -92,12 +99,12 @@ func TestGolden(t *testing.T) {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		t.Run(name, func(t *testing.T) {
 			raw, header := readPodJSON(t, in)
-			resp := h.Handle(context.Background(), createRequest(raw))
+			resp := h.Review(context.Background(), createRequest(raw))
 			if !resp.Allowed {
 				t.Fatalf("denied: %+v", resp.Result)
 			}
 			checkAddOnly(t, resp)
-			patched := testutil.ApplyPatch(t, raw, resp.Patches)
+			patched := testutil.ApplyPatch(t, raw, resp.Patch)
 
 			var got bytes.Buffer
 			got.WriteString(header)
@@ -124,9 +131,9 @@ func TestGolden(t *testing.T) {
 				t.Errorf("%s differs from the handler's output (go test ./webhook -update rewrites it); got:\n%s", golden, got.Bytes())
 			}
 
-			again := h.Handle(context.Background(), createRequest(patched))
-			if !again.Allowed || len(again.Patches) != 0 {
-				t.Errorf("second run on the patched pod: allowed %v, patch %+v, result %+v", again.Allowed, again.Patches, again.Result)
+			again := h.Review(context.Background(), createRequest(patched))
+			if !again.Allowed || len(again.Patch) != 0 {
+				t.Errorf("second run on the patched pod: allowed %v, patch %s, result %+v", again.Allowed, again.Patch, again.Result)
 			}
 		})
 	}

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -13,8 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 )
@@ -156,15 +155,15 @@ func TestHandleDenies(t *testing.T) {
 	h, _ := newTestHandler(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := h.Handle(context.Background(), createRequest(podJSON(t, tt.pod)))
+			resp := h.Review(context.Background(), createRequest(podJSON(t, tt.pod)))
 			if resp.Allowed {
-				t.Fatalf("allowed with patch %+v; want denied: %s", resp.Patches, tt.want)
+				t.Fatalf("allowed with patch %+v; want denied: %s", resp.Patch, tt.want)
 			}
 			if resp.Result == nil || resp.Result.Code != http.StatusForbidden || resp.Result.Message != tt.want {
 				t.Errorf("result %+v\nwant message %s", resp.Result, tt.want)
 			}
-			if len(resp.Patches) != 0 {
-				t.Errorf("denied with a patch: %+v", resp.Patches)
+			if len(resp.Patch) != 0 {
+				t.Errorf("denied with a patch: %+v", resp.Patch)
 			}
 		})
 	}
@@ -176,38 +175,42 @@ func TestHandleAdmits(t *testing.T) {
 	podRaw := podJSON(t, testPod(withRegistry()))
 	tests := []struct {
 		name      string
-		req       func(admission.Request) admission.Request
+		req       func(*admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest
 		wantPatch bool
 		warnings  []string
 	}{
-		{"create", func(r admission.Request) admission.Request { return r }, true, nil},
-		{"update", func(r admission.Request) admission.Request {
+		{"create", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest { return r }, true, nil},
+		{"update", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest {
 			r.Operation = admissionv1.Update
 			r.OldObject = r.Object
 			return r
 		}, false, nil},
-		{"delete", func(r admission.Request) admission.Request {
+		{"delete", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest {
 			r.Operation, r.OldObject, r.Object = admissionv1.Delete, r.Object, runtime.RawExtension{}
 			return r
 		}, false, nil},
-		{"subresource", func(r admission.Request) admission.Request {
+		{"subresource", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest {
 			r.SubResource = "binding"
 			r.Kind = metav1.GroupVersionKind{Version: "v1", Kind: "Binding"}
 			return r
 		}, false, nil},
-		{"not pending", func(r admission.Request) admission.Request {
+		{"not pending", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest {
 			r.Object.Raw = podJSON(t, testPod(withRegistry(), func(p *corev1.Pod) { p.Status.Phase = corev1.PodSucceeded }))
 			return r
 		}, false, nil},
-		{"pending", func(r admission.Request) admission.Request {
+		{"pending", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest {
 			r.Object.Raw = podJSON(t, testPod(withRegistry(), func(p *corev1.Pod) { p.Status.Phase = corev1.PodPending }))
 			return r
 		}, true, nil},
-		{"no annotations", func(r admission.Request) admission.Request {
+		{"field names are case-sensitive", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest {
+			r.Object.Raw = bytes.Replace(r.Object.Raw, []byte(`"metadata"`), []byte(`"Metadata"`), 1)
+			return r
+		}, false, nil},
+		{"no annotations", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest {
 			r.Object.Raw = podJSON(t, testPod(nil))
 			return r
 		}, false, nil},
-		{"container not selected may use the mount path", func(r admission.Request) admission.Request {
+		{"container not selected may use the mount path", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest {
 			r.Object.Raw = podJSON(t, testPod(withRegistry(AnnotationContainers, "app"), func(p *corev1.Pod) {
 				p.Spec.Volumes = []corev1.Volume{{Name: "v", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 				p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "b", Image: "x",
@@ -215,7 +218,7 @@ func TestHandleAdmits(t *testing.T) {
 			}))
 			return r
 		}, true, nil},
-		{"warnings on a denied-free skip", func(r admission.Request) admission.Request {
+		{"warnings on a denied-free skip", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest {
 			r.Object.Raw = podJSON(t, testPod(map[string]string{AnnotationInject: "false", annotationPrefix + "b": "", annotationPrefix + "a": ""}))
 			return r
 		}, false, []string{
@@ -226,12 +229,12 @@ func TestHandleAdmits(t *testing.T) {
 	h, _ := newTestHandler(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := h.Handle(context.Background(), tt.req(createRequest(podRaw)))
+			resp := h.Review(context.Background(), tt.req(createRequest(podRaw)))
 			if !resp.Allowed {
 				t.Fatalf("denied: %+v", resp.Result)
 			}
-			if got := len(resp.Patches) > 0; got != tt.wantPatch {
-				t.Errorf("patch %+v, want one: %v", resp.Patches, tt.wantPatch)
+			if got := len(resp.Patch) > 0; got != tt.wantPatch {
+				t.Errorf("patch %+v, want one: %v", resp.Patch, tt.wantPatch)
 			}
 			if strings.Join(resp.Warnings, "\n") != strings.Join(tt.warnings, "\n") {
 				t.Errorf("warnings %q, want %q", resp.Warnings, tt.warnings)
@@ -245,10 +248,10 @@ func TestHandleAdmits(t *testing.T) {
 func TestHandleErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		req  admission.Request
+		req  *admissionv1.AdmissionRequest
 		want string
 	}{
-		{"wrong kind", func() admission.Request {
+		{"wrong kind", func() *admissionv1.AdmissionRequest {
 			r := createRequest([]byte(`{}`))
 			r.Kind = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
 			return r
@@ -257,12 +260,12 @@ func TestHandleErrors(t *testing.T) {
 		{"not JSON", createRequest([]byte(`apiVersion: v1`)), "decoding the pod: "},
 		{"not an object", createRequest([]byte(`[1]`)), "decoding the pod: "},
 		{"wrong type", createRequest([]byte(`{"spec":{"containers":{}}}`)), "decoding the pod: "},
-		{"duplicate field", createRequest([]byte(`{"spec":{"containers":[]},"spec":{}}`)), `decoding the pod: duplicate field "spec"`},
+		{"duplicate field", createRequest([]byte(`{"spec":{"containers":[]},"spec":{}}`)), `decoding the pod: jsontext: duplicate object member name "spec"`},
 	}
 	h, _ := newTestHandler(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := h.Handle(context.Background(), tt.req)
+			resp := h.Review(context.Background(), tt.req)
 			if resp.Allowed || resp.Result == nil || resp.Result.Code != http.StatusBadRequest || !strings.HasPrefix(resp.Result.Message, tt.want) {
 				t.Errorf("got allowed %v, result %+v; want an error starting %q", resp.Allowed, resp.Result, tt.want)
 			}
@@ -277,12 +280,12 @@ func TestPatchKeepsUnknownFields(t *testing.T) {
 		`"spec":{"futureSpec":{"a":[1,2]},"containers":[{"name":"app","image":"x","futureContainer":"y","volumeMounts":[{"name":"v","mountPath":"/v","futureMount":true}]}],` +
 		`"initContainers":[{"name":"init","image":"x","futureInit":"z"}],"volumes":[{"name":"v","emptyDir":{},"futureVolume":null}]},"futureTop":"t"}`)
 	h, _ := newTestHandler(t)
-	resp := h.Handle(context.Background(), createRequest(raw))
-	if !resp.Allowed || len(resp.Patches) == 0 {
-		t.Fatalf("allowed %v, patch %+v, result %+v", resp.Allowed, resp.Patches, resp.Result)
+	resp := h.Review(context.Background(), createRequest(raw))
+	if !resp.Allowed || len(resp.Patch) == 0 {
+		t.Fatalf("allowed %v, patch %+v, result %+v", resp.Allowed, resp.Patch, resp.Result)
 	}
 	var got map[string]any
-	if err := json.Unmarshal(testutil.ApplyPatch(t, raw, resp.Patches), &got); err != nil {
+	if err := json.Unmarshal(testutil.ApplyPatch(t, raw, resp.Patch), &got); err != nil {
 		t.Fatal(err)
 	}
 	spec := got["spec"].(map[string]any)
@@ -314,15 +317,12 @@ func hasKey(m any, key string) bool {
 	return ok
 }
 
-// TestServeHTTP checks the handler as Register serves it: a well-formed
+// TestServeHTTP checks the handler over HTTP: a well-formed
 // AdmissionReview gets the patch with its uid, a malformed one an error
 // answer.
 func TestServeHTTP(t *testing.T) {
-	srv := crwebhook.NewServer(crwebhook.Options{})
-	if err := Register(srv, Options{SidecarImage: testImage, Registerer: prometheus.NewRegistry()}); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.WebhookMux())
+	h, _ := newTestHandler(t)
+	ts := httptest.NewServer(h)
 	defer ts.Close()
 
 	review := func(obj []byte) string {
@@ -357,7 +357,11 @@ func TestServeHTTP(t *testing.T) {
 			if r == nil {
 				t.Fatal("no response in the AdmissionReview")
 			}
-			if r.Allowed != tt.wantAllowed || (len(r.Patch) > 0) != tt.wantPatch || r.Result.Code != tt.wantCode || string(r.UID) != tt.wantUID {
+			code := int32(http.StatusOK) // an admission without a result
+			if r.Result != nil {
+				code = r.Result.Code
+			}
+			if r.Allowed != tt.wantAllowed || (len(r.Patch) > 0) != tt.wantPatch || code != tt.wantCode || string(r.UID) != tt.wantUID {
 				t.Errorf("got allowed %v, patch %s, result %+v, uid %q", r.Allowed, r.Patch, r.Result, r.UID)
 			}
 			if tt.wantPatch && (r.PatchType == nil || *r.PatchType != admissionv1.PatchTypeJSONPatch) {
@@ -371,14 +375,14 @@ func TestServeHTTP(t *testing.T) {
 func TestMetrics(t *testing.T) {
 	h, reg := newTestHandler(t)
 	ctx := context.Background()
-	for _, req := range []admission.Request{
+	for _, req := range []*admissionv1.AdmissionRequest{
 		createRequest(podJSON(t, testPod(withRegistry()))),
 		createRequest(podJSON(t, testPod(withRegistry()))),
 		createRequest(podJSON(t, testPod(nil))),
 		createRequest(podJSON(t, testPod(withRegistry(AnnotationInterval, "x")))),
 		createRequest([]byte(`[]`)),
 	} {
-		h.Handle(ctx, req)
+		h.Review(ctx, req)
 	}
 	want := map[string]float64{outcomeInjected: 2, outcomeSkipped: 1, outcomeDenied: 1, outcomeError: 1}
 	got := map[string]float64{}
@@ -418,6 +422,6 @@ func TestNewHandler(t *testing.T) {
 		}
 	}
 	if _, err := NewHandler(Options{SidecarImage: testImage}); err != nil {
-		t.Errorf("controller-runtime's registry: %v", err)
+		t.Errorf("the default registry: %v", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -195,9 +196,11 @@ func startWebhook(t *testing.T, env *ctrlenvtest.Environment) {
 		t.Fatal(err)
 	}
 	srv := mgr.GetWebhookServer()
-	if err := Register(srv, Options{SidecarImage: testImage, Registerer: prometheus.NewRegistry()}); err != nil {
+	h, err := NewHandler(Options{SidecarImage: testImage, Registerer: prometheus.NewRegistry()})
+	if err != nil {
 		t.Fatal(err)
 	}
+	srv.Register(Path, h)
 	srv.Register(fakePodIdentityPath, &admission.Webhook{Handler: admission.HandlerFunc(fakePodIdentity)})
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -433,5 +436,10 @@ func fakePodIdentity(_ context.Context, req admission.Request) admission.Respons
 		appendTo(&p, fmt.Sprintf("/spec/containers/%d/env", i), len(c.Env), env...)
 		appendTo(&p, fmt.Sprintf("/spec/containers/%d/volumeMounts", i), len(c.VolumeMounts), mount)
 	}
-	return admission.Patched("", p...)
+	body, err := json.Marshal(p)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	patchType := admissionv1.PatchTypeJSONPatch
+	return admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true, Patch: body, PatchType: &patchType}}
 }

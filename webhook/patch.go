@@ -6,18 +6,24 @@ import (
 	"path"
 	"strings"
 
-	"gomodules.xyz/jsonpatch/v2"
 	corev1 "k8s.io/api/core/v1"
 )
 
 // patch is an RFC 6902 JSON Patch of "add" operations only, written against
 // the pod as the API server sent it. It never replaces or removes what is
 // there, so fields that this build's k8s.io/api does not know survive.
-type patch []jsonpatch.Operation
+type patch []operation
+
+// operation is one JSON Patch operation.
+type operation struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value,omitempty"`
+}
 
 // add adds value at path.
 func (p *patch) add(path string, value any) {
-	*p = append(*p, jsonpatch.NewOperation("add", path, value))
+	*p = append(*p, operation{Op: "add", Path: path, Value: value})
 }
 
 // appendTo appends items to the array at path, which holds n items: with

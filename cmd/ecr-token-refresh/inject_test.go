@@ -17,7 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/fakeecr"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
@@ -105,19 +104,19 @@ func injectedPod(t *testing.T, annotations map[string]string, env []string) *cor
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp := h.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+	resp := h.Review(context.Background(), &admissionv1.AdmissionRequest{
 		UID:       "1",
 		Kind:      metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
 		Resource:  metav1.GroupVersionResource{Version: "v1", Resource: "pods"},
 		Namespace: "spinnaker",
 		Operation: admissionv1.Create,
 		Object:    runtime.RawExtension{Raw: raw},
-	}})
+	})
 	if !resp.Allowed {
 		t.Fatalf("the webhook denied the pod: %v", resp.Result)
 	}
 	injected := &corev1.Pod{}
-	if err := json.Unmarshal(testutil.ApplyPatch(t, raw, resp.Patches), injected); err != nil {
+	if err := json.Unmarshal(testutil.ApplyPatch(t, raw, resp.Patch), injected); err != nil {
 		t.Fatal(err)
 	}
 	return injected

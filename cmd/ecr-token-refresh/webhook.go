@@ -8,18 +8,22 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
-	"sigs.k8s.io/controller-runtime/pkg/client/config"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/certs"
 	"github.com/ecr-token-refresh/ecr-token-refresh/webhook"
@@ -35,7 +39,15 @@ type webhookFlags struct {
 	enableHTTP2  bool
 	selfManaged  bool
 	certHosts    certHosts
+	kubeconfig   string
 }
+
+// defaultWebhookPort is the webhook's HTTPS port, as the Service targets it.
+const defaultWebhookPort = 9443
+
+// shutdownTimeout bounds the wait for admissions in flight at SIGTERM; the
+// API server gives a webhook 10 s by default.
+const shutdownTimeout = 15 * time.Second
 
 // certHosts collects the repeatable --cert-host flag.
 type certHosts []string
@@ -62,10 +74,10 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookFlags, error) {
 		fmt.Fprint(fs.Output(), "Usage: ecr-token-refresh webhook [flags]\n\n"+
 			"Serve the mutating admission webhook that injects the sidecar into pods\n"+
 			"annotated ecr-token-refresh.io/inject: \"true\", at "+webhook.Path+".\n"+
-			"The kubeconfig is --kubeconfig, else $KUBECONFIG, else the in-cluster config, else ~/.kube/config.\n\nFlags:\n")
+			"With --self-managed-certs it talks to the API server; with --cert-dir it needs no API access.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.IntVar(&f.port, "port", crwebhook.DefaultPort, "HTTPS `port` of the webhook server")
+	fs.IntVar(&f.port, "port", defaultWebhookPort, "HTTPS `port` of the webhook server")
 	fs.StringVar(&f.certDir, "cert-dir", filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"),
 		"`directory` holding tls.crt and tls.key; reloaded when they change")
 	fs.StringVar(&f.sidecarImage, "sidecar-image", defaultImage+":"+version, "`image` of the injected sidecar")
@@ -76,7 +88,7 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookFlags, error) {
 			certs.WebhookConfigName+" (one replica writes, elected on Lease "+certs.LeaseName+"; namespace from $"+certs.NamespaceEnv+"); --cert-dir is then unused")
 	fs.Var(&f.certHosts, "cert-host", "with --self-managed-certs, a further DNS name or IP `address` in the serving certificate, for an API server that calls the webhook by URL (repeatable)")
 	fs.BoolVar(&f.enableHTTP2, "enable-http2", false, "serve the webhook over HTTP/2 too (off: HTTP/1.1 only)")
-	config.RegisterFlags(fs)
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig `file` for --self-managed-certs (default: $KUBECONFIG, else the in-cluster config, else ~/.kube/config)")
 	if err := fs.Parse(args); err != nil {
 		return f, fmt.Errorf("%w: %w", errUsage, err)
 	}
@@ -93,8 +105,10 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookFlags, error) {
 	return f, nil
 }
 
-// runWebhook runs the webhook command until ctx is done: a controller-runtime
-// manager with the webhook server, the health probes and the metrics server.
+// runWebhook runs the webhook command until ctx is done: the webhook's
+// HTTPS server, the health probes and the metrics server, and with
+// --self-managed-certs the certificate manager. On ctx done the servers
+// stop taking connections and finish the admissions in flight.
 func runWebhook(ctx context.Context, args []string) error {
 	f, err := parseWebhookFlags(args, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -105,59 +119,181 @@ func runWebhook(ctx context.Context, args []string) error {
 	}
 
 	logger := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, nil))
-	ctrllog.SetLogger(logger)
 	klog.SetLogger(logger)
 
-	cfg, err := config.GetConfig()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h, err := webhook.NewHandler(webhook.Options{SidecarImage: f.sidecarImage, Registerer: reg, Logger: logger.WithName("webhook")})
 	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
+		return err
 	}
-	tlsOpts := []func(*tls.Config){func(c *tls.Config) { c.MinVersion = tls.VersionTLS12 }}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+		certReady      = func(*http.Request) error { return nil }
+		certsDone      chan error // the certificate manager's end; nil without one
+	)
+	if f.selfManaged {
+		cm, err := certs.New(certs.Options{ExtraHosts: f.certHosts})
+		if err != nil {
+			return err
+		}
+		cfg, err := loadKubeconfig(f.kubeconfig)
+		if err != nil {
+			return err
+		}
+		cfg.UserAgent = "ecr-token-refresh/" + version
+		getCertificate, certReady = cm.GetCertificate, cm.ReadyCheck
+		certsDone = make(chan error, 1)
+		go func() { certsDone <- cm.Start(ctx, cfg, logger) }()
+	} else {
+		files, err := certs.LoadFiles(f.certDir, logger)
+		if err != nil {
+			return err
+		}
+		if err := files.Watch(ctx); err != nil {
+			return err
+		}
+		getCertificate = files.GetCertificate
+	}
+
+	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: getCertificate, NextProtos: []string{"h2", "http/1.1"}}
 	if !f.enableHTTP2 {
 		// HTTP/2 stays off by default: its rapid-reset and stream
 		// exhaustion attacks (CVE-2023-44487, CVE-2023-39325) hit servers
 		// reachable from the API server.
-		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+		tlsConfig.NextProtos = []string{"http/1.1"}
 	}
-	opts := manager.Options{
-		Logger:                 logger,
-		Metrics:                metricsserver.Options{BindAddress: f.metricsAddr},
-		HealthProbeBindAddress: f.healthAddr,
+	mux := http.NewServeMux()
+	mux.Handle(webhook.Path, h)
+	servers := []*server{{name: "webhook", addr: fmt.Sprintf(":%d", f.port), handler: mux, tls: tlsConfig}}
+
+	var serving atomic.Bool
+	if f.healthAddr != "0" {
+		health := http.NewServeMux()
+		health.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+		health.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+			err := certReady(r)
+			if err == nil && !serving.Load() {
+				err = errors.New("the webhook server is not serving yet")
+			}
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = io.WriteString(w, "ok")
+		})
+		servers = append(servers, &server{name: "health probes", addr: f.healthAddr, handler: health})
 	}
-	var cm *certs.Manager
-	if f.selfManaged {
-		if cm, err = certs.New(certs.Options{ExtraHosts: f.certHosts}); err != nil {
-			return err
-		}
-		tlsOpts = append(tlsOpts, cm.TLSOpt)
-		opts.LeaderElection = true
-		opts.LeaderElectionID = certs.LeaseName
-		opts.LeaderElectionNamespace = cm.Namespace()
-		opts.LeaderElectionResourceLock = "leases"
-		opts.LeaderElectionReleaseOnCancel = true // the process exits right after Start returns
+	if f.metricsAddr != "0" {
+		metrics := http.NewServeMux()
+		metrics.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		servers = append(servers, &server{name: "metrics", addr: f.metricsAddr, handler: metrics})
 	}
-	opts.WebhookServer = crwebhook.NewServer(crwebhook.Options{Port: f.port, CertDir: f.certDir, TLSOpts: tlsOpts})
-	mgr, err := manager.New(cfg, opts)
-	if err != nil {
-		return fmt.Errorf("creating the manager: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return err
-	}
-	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
-		return err
-	}
-	if err := webhook.Register(mgr.GetWebhookServer(), webhook.Options{SidecarImage: f.sidecarImage}); err != nil {
-		return err
-	}
-	if cm != nil {
-		if err := cm.SetupWithManager(mgr); err != nil {
-			return err
-		}
-		if err := mgr.AddReadyzCheck("certificate", cm.ReadyCheck); err != nil {
+	for _, s := range servers {
+		if err := s.listen(); err != nil {
+			for _, l := range servers {
+				l.close()
+			}
 			return err
 		}
 	}
 	logger.Info("starting the webhook", "version", version, "port", f.port, "selfManagedCerts", f.selfManaged, "certDir", f.certDir, "sidecarImage", f.sidecarImage)
-	return mgr.Start(ctx)
+
+	errs := make(chan error, len(servers))
+	for _, s := range servers {
+		go func() { errs <- s.serve(logger) }()
+	}
+	serving.Store(true)
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errs:
+	case first = <-certsDone:
+	}
+	serving.Store(false)
+	logger.Info("shutting down: finishing the admissions in flight", "timeout", shutdownTimeout.String())
+	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer done()
+	for _, s := range servers {
+		if err := s.shutdown(shutdownCtx); err != nil && first == nil {
+			first = fmt.Errorf("%s server: %w", s.name, err)
+		}
+	}
+	cancel()
+	if certsDone != nil {
+		if err := <-certsDone; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// server is one of the webhook command's HTTP servers.
+type server struct {
+	name, addr string
+	handler    http.Handler
+	tls        *tls.Config // nil: plain HTTP
+	ln         net.Listener
+	srv        *http.Server
+}
+
+// listen binds the server's address, so that a busy port fails the start.
+func (s *server) listen() error {
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return fmt.Errorf("%s server: %w", s.name, err)
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 90 * time.Second}
+	if s.tls != nil {
+		s.srv.TLSConfig = s.tls
+		if !slices.Contains(s.tls.NextProtos, "h2") {
+			s.srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		}
+		s.ln = tls.NewListener(ln, s.tls)
+	}
+	return nil
+}
+
+// serve serves until shutdown; it returns nil after a shutdown.
+func (s *server) serve(log logr.Logger) error {
+	log.Info("serving", "server", s.name, "addr", s.ln.Addr().String())
+	if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s server: %w", s.name, err)
+	}
+	return nil
+}
+
+// shutdown stops taking connections and waits for the requests in flight.
+func (s *server) shutdown(ctx context.Context) error {
+	return s.srv.Shutdown(ctx)
+}
+
+// close releases a bound address that never served.
+func (s *server) close() {
+	if s.ln != nil {
+		_ = s.ln.Close()
+	}
+}
+
+// loadKubeconfig returns the API server's config: from path, else
+// $KUBECONFIG, else the in-cluster config, else ~/.kube/config.
+func loadKubeconfig(path string) (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	switch {
+	case path != "":
+		rules.ExplicitPath = path
+	case os.Getenv(clientcmd.RecommendedConfigPathEnvVar) == "":
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			return cfg, nil
+		}
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w (--self-managed-certs needs the API server: run in a pod, or give --kubeconfig)", err)
+	}
+	return cfg, nil
 }

@@ -312,9 +312,14 @@ func TestRunWebhookSelfManagedCerts(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKey{Namespace: certs.DefaultNamespace, Name: certs.SecretName}, secret); err != nil {
 		t.Fatalf("the Secret was not created: %v", err)
 	}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(mwc), mwc); err != nil {
-		t.Fatal(err)
-	}
+	// Ready means serving the Secret's certificate; the leader patches the
+	// caBundle right after writing the Secret.
+	testutil.WaitFor(t, 10*time.Second, "the caBundle", func() bool {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(mwc), mwc); err != nil {
+			t.Fatal(err)
+		}
+		return len(mwc.Webhooks[0].ClientConfig.CABundle) > 0
+	})
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(mwc.Webhooks[0].ClientConfig.CABundle) {
 		t.Fatalf("caBundle holds no certificate: %q", mwc.Webhooks[0].ClientConfig.CABundle)
