@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,7 +159,8 @@ func startWebhook(tb testing.TB, certDir string) *webhookServer {
 	defer logFile.Close()
 	cmd := exec.Command(binary, "webhook", "--port", port, "--cert-dir", certDir,
 		"--health-probe-bind-address", "127.0.0.1:"+health, "--metrics-bind-address", "0")
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+unreachableKubeconfig(tb))
+	// No kubeconfig: with --cert-dir the webhook needs no API access.
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "KUBECONFIG=") })
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)
@@ -176,34 +178,15 @@ func startWebhook(tb testing.TB, certDir string) *webhookServer {
 	return w
 }
 
-// unreachableKubeconfig is a kubeconfig for a server that does not exist:
-// the webhook in files mode reads one but never calls it.
-// TODO(webhook-load): drop once webhook --cert-dir needs no kubeconfig.
-func unreachableKubeconfig(tb testing.TB) string {
-	tb.Helper()
-	path := filepath.Join(tb.TempDir(), "kubeconfig")
-	const kubeconfig = `apiVersion: v1
-kind: Config
-clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: none, user: {token: none}}]
-contexts: [{name: none, context: {cluster: none, user: none}}]
-current-context: none
-`
-	if err := os.WriteFile(path, []byte(kubeconfig), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return path
-}
-
 // logTail is the end of the webhook's log.
 func (w *webhookServer) logTail(tb testing.TB) string {
 	data, err := os.ReadFile(w.log)
 	if err != nil {
 		return err.Error()
 	}
-	const max = 8 << 10
-	if len(data) > max {
-		data = data[len(data)-max:]
+	const tailBytes = 8 << 10
+	if len(data) > tailBytes {
+		data = data[len(data)-tailBytes:]
 	}
 	return string(data)
 }
