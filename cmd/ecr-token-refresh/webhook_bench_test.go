@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -39,8 +41,10 @@ var benchMeasures = []struct {
 // API server sends it and checks every answer. It reports the throughput at
 // 32 connections (answers/s, and the webhook's as a percentage of the
 // ceiling's), the p99 latency at one connection (µs, and the webhook's as a
-// multiple of the ceiling's), the requests without a correct answer, and
-// the peak resident memory (VmHWM) of both servers.
+// multiple of the ceiling's), the requests without a correct answer, the
+// peak resident memory (VmHWM) of both servers, and the CPU time each
+// server spent per answer, which other load on the machine disturbs less
+// than the rates.
 func BenchmarkWebhookHTTPS(b *testing.B) {
 	ca := newTestCA(b)
 	files, _ := ca.servingFiles(b)
@@ -50,44 +54,50 @@ func BenchmarkWebhookHTTPS(b *testing.B) {
 	w := startWebhook(b, certDir.dir)
 	answer := webhookAnswer(b, w.url, ca, pods[0].Object)
 	ceilingURL, ceilingPID := startCeiling(b, certDir.dir, answer)
+	webhook := &benchServer{url: w.url, pid: w.cmd.Process.Pid}
+	ceiling := &benchServer{url: ceilingURL, pid: ceilingPID}
 
 	var failed int
-	measure := func(url string, conns, requests int) loadgen.Result {
+	measure := func(s *benchServer, conns, requests int) loadgen.Result {
 		b.Helper()
-		res, err := loadgen.Run(b.Context(), loadgen.Options{URL: url, RootCAs: ca.roots, Pods: pods, Conns: conns, Requests: requests})
+		cpu := procCPU(b, s.pid)
+		res, err := loadgen.Run(b.Context(), loadgen.Options{URL: s.url, RootCAs: ca.roots, Pods: pods, Conns: conns, Requests: requests})
 		if err != nil {
 			b.Fatal(err)
 		}
+		s.cpu += procCPU(b, s.pid) - cpu
+		s.answers += res.Answered()
 		if res.Errors+res.Wrong > 0 {
-			b.Errorf("%s at %d connections: %s; the first error: %v", url, conns, res, res.FirstError)
+			b.Errorf("%s at %d connections: %s; the first error: %v", s.url, conns, res, res.FirstError)
 		}
 		failed += res.Errors + res.Wrong
 		return res
 	}
-	// Warm-up: connections, the servers' heaps and the CPU caches.
-	measure(ceilingURL, 32, 2_000)
-	measure(w.url, 32, 2_000)
+	// Warm-up: the servers' heaps and the CPU caches.
+	measure(ceiling, 32, 2_000)
+	measure(webhook, 32, 2_000)
+	ceiling.cpu, ceiling.answers, webhook.cpu, webhook.answers = 0, 0, 0, 0
 
 	var rpsCeiling, rpsWebhook, p99Ceiling, p99Webhook float64
 	for b.Loop() {
 		for _, m := range benchMeasures {
-			var ceiling, webhook []loadgen.Result
+			var c, wh []loadgen.Result
 			for i := range m.chunks {
 				if i%2 == 0 {
-					ceiling = append(ceiling, measure(ceilingURL, m.conns, m.requests))
+					c = append(c, measure(ceiling, m.conns, m.requests))
 				}
-				webhook = append(webhook, measure(w.url, m.conns, m.requests))
+				wh = append(wh, measure(webhook, m.conns, m.requests))
 				if i%2 == 1 {
-					ceiling = append(ceiling, measure(ceilingURL, m.conns, m.requests))
+					c = append(c, measure(ceiling, m.conns, m.requests))
 				}
 			}
-			c, wh := loadgen.Combine(ceiling...), loadgen.Combine(webhook...)
+			cr, whr := loadgen.Combine(c...), loadgen.Combine(wh...)
 			if m.conns == 1 {
-				p99Ceiling += float64(c.P99.Microseconds())
-				p99Webhook += float64(wh.P99.Microseconds())
+				p99Ceiling += float64(cr.P99.Microseconds())
+				p99Webhook += float64(whr.P99.Microseconds())
 			} else {
-				rpsCeiling += c.RPS()
-				rpsWebhook += wh.RPS()
+				rpsCeiling += cr.RPS()
+				rpsWebhook += whr.RPS()
 			}
 		}
 	}
@@ -102,6 +112,47 @@ func BenchmarkWebhookHTTPS(b *testing.B) {
 	b.ReportMetric(float64(failed), "wrong-answers")
 	b.ReportMetric(w.memoryMiB(b, "VmHWM"), "webhook-peak-MiB")
 	b.ReportMetric(procMemoryMiB(b, ceilingPID, "VmHWM"), "ceiling-peak-MiB")
+	b.ReportMetric(ceiling.cpuPerAnswer(), "ceiling-cpu-µs/answer")
+	b.ReportMetric(webhook.cpuPerAnswer(), "webhook-cpu-µs/answer")
+}
+
+// benchServer is a server under measurement and its tallies.
+type benchServer struct {
+	url     string
+	pid     int
+	cpu     time.Duration // spent while measured
+	answers int
+}
+
+// cpuPerAnswer is the server's CPU time per answer in µs.
+func (s *benchServer) cpuPerAnswer() float64 {
+	return float64(s.cpu.Microseconds()) / float64(max(s.answers, 1))
+}
+
+// procCPU is the CPU time (user and system) that process pid has spent,
+// from /proc/PID/stat, in clock ticks of 10ms (USER_HZ is 100 on Linux).
+func procCPU(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// The fields after the command name (which may hold spaces) start
+	// with the state, field 3; utime and stime are fields 14 and 15.
+	_, rest, _ := bytes.Cut(stat, []byte(") "))
+	f := strings.Fields(string(rest))
+	if len(f) < 13 {
+		tb.Fatalf("/proc/%d/stat: %q", pid, stat)
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			tb.Fatalf("/proc/%d/stat: %v", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // webhookAnswer is the webhook's answer to the admission of pod.
