@@ -275,11 +275,14 @@ func (w *worker) send(i int) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, */*")
 	req.Header.Set("User-Agent", "kube-apiserver-admission")
+	// The transport reports the write from a goroutine of its own.
+	var sent atomic.Pointer[time.Time]
 	if w.run.opts.OnResult != nil {
 		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 			WroteRequest: func(info httptrace.WroteRequestInfo) {
 				if info.Err == nil {
-					s.Sent = time.Now()
+					now := time.Now()
+					sent.Store(&now)
 				}
 			},
 		}))
@@ -287,6 +290,9 @@ func (w *worker) send(i int) {
 	s.Start = time.Now()
 	answer, err := w.roundTrip(req)
 	s.End = time.Now()
+	if t := sent.Load(); t != nil {
+		s.Sent = *t
+	}
 	if s.Err = err; err == nil {
 		s.Wrong = w.checker.check(t, podIndex, id, answer)
 	}
