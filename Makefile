@@ -4,7 +4,9 @@
 #   make test      every test, including the integration suites against a real
 #                  kube-apiserver and etcd (built once into bin/envtest)
 #   make bench     the benchmarks, each with a baseline measured in the same run
-#   make demo      the sidecar end to end against a loopback ECR endpoint
+#   make demo      the whole job end to end on this machine: a local control
+#                  plane, the webhook, a loopback ECR endpoint and the
+#                  injected sidecar (KEEP=1 leaves it running for kubectl)
 #   make image     the container image (needs a Docker engine)
 #   make certs     a CA and serving certificate for the webhook in bin/certs
 
@@ -34,8 +36,12 @@ test: envtest vet
 unit: vet
 	go test -count=1 -short ./...
 
+# bench runs every benchmark six times, keeps the output in bin/bench.txt
+# and prints each figure that has a target next to it (hack/benchreport).
 bench:
-	go test -run '^$$' -bench . -benchmem -count 6 ./...
+	mkdir -p bin
+	go test -run '^$$' -bench . -benchmem -count 6 ./... | tee bin/bench.txt
+	go run ./hack/benchreport < bin/bench.txt
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: run gofmt -w on the files above'; exit 1; }
@@ -63,8 +69,18 @@ certs:
 image:
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
+# demo builds the binary and, only if missing, kube-apiserver and etcd (as
+# make envtest does; the first build takes minutes, later runs reuse them),
+# then builds and runs hack/demo (not with go run, which exits 1 on Ctrl-C
+# whatever the demo does). KEEP=1 leaves everything running after the last
+# step, with the kubeconfig printed, until Ctrl-C.
 demo: build
-	go run ./hack/demo $(BIN)
+	@test -x $(ENVTEST_DIR)/kube-apiserver -a -x $(ENVTEST_DIR)/etcd || { echo \
+	  "make demo: building kube-apiserver and etcd $(KUBERNETES_VERSION) from the Go module proxy into $(ENVTEST_DIR)," \
+	  "the demo's local control plane: this takes several minutes the first time only; make demo and make test reuse them"; \
+	  $(MAKE) --no-print-directory envtest; }
+	go build -o bin/demo ./hack/demo
+	bin/demo $(if $(KEEP),--keep) $(BIN)
 
 clean:
 	rm -rf bin

@@ -36,7 +36,6 @@ func New(opts Options) (*Manager, error) {
 		served: &served{
 			secret: types.NamespacedName{Namespace: o.Namespace, Name: o.SecretName},
 			log:    logr.Discard(),
-			synced: func() bool { return false },
 		},
 	}, nil
 }

@@ -21,8 +21,8 @@ type served struct {
 	log    logr.Logger
 	cert   atomic.Pointer[tls.Certificate]
 	// synced reports whether the watches of the Secret and the webhook
-	// configuration have listed them.
-	synced func() bool
+	// configuration have listed them; nil until the watches start.
+	synced atomic.Pointer[func() bool]
 }
 
 // load serves the certificate in secret from now on, unless it is invalid
@@ -56,7 +56,7 @@ func (s *served) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) 
 // that the replica follows rotations, and a certificate is served.
 func (s *served) ready(*http.Request) error {
 	switch {
-	case !s.synced():
+	case s.synced.Load() == nil || !(*s.synced.Load())():
 		return errors.New("not watching the Secret and the webhook configuration yet: may this replica list and watch them?")
 	case s.cert.Load() == nil:
 		return s.notYet()
@@ -85,7 +85,8 @@ func (s *served) watch(secrets, configs cache.SharedIndexInformer, changed func(
 	}); err != nil {
 		return err
 	}
-	s.synced = func() bool { return secrets.HasSynced() && configs.HasSynced() }
+	synced := func() bool { return secrets.HasSynced() && configs.HasSynced() }
+	s.synced.Store(&synced)
 	return nil
 }
 

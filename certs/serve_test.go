@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,8 +29,9 @@ func TestServe(t *testing.T) {
 	}
 	ca1, ca2 := mustCA(t, now, 2*time.Hour), mustCA(t, now, 2*time.Hour)
 
-	synced := false
-	m.served.synced = func() bool { return synced }
+	var synced atomic.Bool
+	syncedFunc := synced.Load
+	m.served.synced.Store(&syncedFunc)
 	steps := []struct {
 		name   string
 		secret *corev1.Secret // loaded before the handshake, if any
@@ -47,7 +49,7 @@ func TestServe(t *testing.T) {
 		{name: "new certificate", secret: secretFor(ca2), synced: true, ready: true, trusted: ca2},
 	}
 	for _, step := range steps {
-		synced = step.synced
+		synced.Store(step.synced)
 		if step.secret != nil {
 			m.served.load(step.secret)
 		}

@@ -22,6 +22,7 @@ import (
 	ctrlenvtest "sigs.k8s.io/controller-runtime/pkg/envtest"
 	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/apply"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/envtest"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 	"github.com/ecr-token-refresh/ecr-token-refresh/webhook"
@@ -42,10 +43,10 @@ func TestApplyEveryObject(t *testing.T) {
 	for _, name := range []string{"base", "cert-manager", "clouddriver"} {
 		t.Run(name, func(t *testing.T) {
 			_, objs := build(t, kustomizations[name])
+			if err := apply.Objects(ctx, c, "manifests-test", objs...); err != nil {
+				t.Fatal(err)
+			}
 			for _, obj := range objs {
-				if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj.DeepCopy()), client.FieldOwner("manifests-test"), client.ForceOwnership); err != nil {
-					t.Fatalf("apply %s %s: %v", obj.GetKind(), obj.GetName(), err)
-				}
 				got := &unstructured.Unstructured{}
 				got.SetGroupVersionKind(obj.GroupVersionKind())
 				if err := c.Get(ctx, client.ObjectKeyFromObject(obj), got); err != nil {

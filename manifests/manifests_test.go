@@ -14,8 +14,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/apply"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -30,25 +30,9 @@ var kustomizations = map[string]string{
 // build renders the kustomization in dir as kubectl apply -k would.
 func build(t *testing.T, dir string) ([]byte, []*unstructured.Unstructured) {
 	t.Helper()
-	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
-	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
-	}
-	out, err := resMap.AsYaml()
+	out, objs, err := apply.Build(dir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var objs []*unstructured.Unstructured
-	for _, r := range resMap.Resources() {
-		js, err := r.MarshalJSON()
-		if err != nil {
-			t.Fatal(err)
-		}
-		u := &unstructured.Unstructured{}
-		if err := u.UnmarshalJSON(js); err != nil {
-			t.Fatal(err)
-		}
-		objs = append(objs, u)
 	}
 	return out, objs
 }
@@ -80,13 +64,11 @@ func TestKustomizationsBuild(t *testing.T) {
 // find returns the one object of kind named name.
 func find(t *testing.T, objs []*unstructured.Unstructured, kind, name string) *unstructured.Unstructured {
 	t.Helper()
-	for _, o := range objs {
-		if o.GetKind() == kind && o.GetName() == name {
-			return o
-		}
+	o := apply.Find(objs, kind, name)
+	if o == nil {
+		t.Fatalf("no %s %s", kind, name)
 	}
-	t.Fatalf("no %s %s", kind, name)
-	return nil
+	return o
 }
 
 // TestImageIsTheDockerfiles: the manifests deploy the image that make image

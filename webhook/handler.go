@@ -203,21 +203,3 @@ func mutate(pod *corev1.Pod, image string) (patch, error) {
 	}
 	return inject(pod, s, image)
 }
-
-// decodePod decodes the pod of an admission request as the API server
-// does: case-sensitively, ignoring unknown fields, rejecting duplicate
-// ones (which a patch written against the raw object could not address).
-// These are the defaults of JSON v2 (github.com/go-json-experiment/json,
-// the encoding/json/v2 of GOEXPERIMENT=jsonv2), which decodes a pod in
-// half the time of encoding/json; k8s.io/api's own JSON methods (for
-// quantities, times, int-or-strings) still apply.
-func decodePod(raw []byte) (*corev1.Pod, error) {
-	if len(raw) == 0 {
-		return nil, errors.New("the admission request has no object")
-	}
-	pod := &corev1.Pod{}
-	if err := jsonv2.Unmarshal(raw, pod); err != nil {
-		return nil, fmt.Errorf("decoding the pod: %w", err)
-	}
-	return pod, nil
-}

@@ -206,6 +206,10 @@ func TestHandleAdmits(t *testing.T) {
 			r.Object.Raw = bytes.Replace(r.Object.Raw, []byte(`"metadata"`), []byte(`"Metadata"`), 1)
 			return r
 		}, false, nil},
+		{"the status key as a label", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest {
+			r.Object.Raw = podJSON(t, testPod(withRegistry(), func(p *corev1.Pod) { p.Labels = map[string]string{AnnotationStatus: StatusInjected} }))
+			return r
+		}, true, nil},
 		{"no annotations", func(r *admissionv1.AdmissionRequest) *admissionv1.AdmissionRequest {
 			r.Object.Raw = podJSON(t, testPod(nil))
 			return r
@@ -259,7 +263,9 @@ func TestHandleErrors(t *testing.T) {
 		{"no object", createRequest(nil), "the admission request has no object"},
 		{"not JSON", createRequest([]byte(`apiVersion: v1`)), "decoding the pod: "},
 		{"not an object", createRequest([]byte(`[1]`)), "decoding the pod: "},
-		{"wrong type", createRequest([]byte(`{"spec":{"containers":{}}}`)), "decoding the pod: "},
+		{"wrong type", createRequest([]byte(`{"metadata":{"annotations":{"ecr-token-refresh.io/inject":"true"}},"spec":{"containers":{}}}`)), "decoding the pod: "},
+		{"wrong type, injected", createRequest([]byte(`{"metadata":{"annotations":{"ecr-token-refresh.io/status":"injected"}},"spec":{"containers":{}}}`)), "decoding the pod: "},
+		{"wrong type, unannotated", createRequest([]byte(`{"metadata":{"annotations":[]}}`)), "decoding the pod: "},
 		{"duplicate field", createRequest([]byte(`{"spec":{"containers":[]},"spec":{}}`)), `decoding the pod: jsontext: duplicate object member name "spec"`},
 	}
 	h, _ := newTestHandler(t)
@@ -341,7 +347,20 @@ func TestServeHTTP(t *testing.T) {
 		{"not JSON", "application/json", `{"apiVersion":`, false, false, http.StatusBadRequest, ""},
 		{"empty body", "application/json", ``, false, false, http.StatusBadRequest, ""},
 		{"wrong content type", "text/plain", review([]byte(`{}`)), false, false, http.StatusBadRequest, ""},
+		{"content type with parameters", "application/json; charset=utf-8", review(podJSON(t, testPod(withRegistry()))), true, true, http.StatusOK, "u-1"},
+		{"v1beta1 review", "application/json", strings.Replace(review([]byte(`{}`)), "admission.k8s.io/v1", "admission.k8s.io/v1beta1", 1), false, false, http.StatusBadRequest, ""},
+		{"no request", "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, false, false, http.StatusBadRequest, ""},
 	}
+	t.Run("GET", func(t *testing.T) {
+		res, err := http.Get(ts.URL + Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusMethodNotAllowed || res.Header.Get("Allow") != http.MethodPost {
+			t.Errorf("HTTP %d, Allow %q; want 405 allowing POST", res.StatusCode, res.Header.Get("Allow"))
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			res, err := http.Post(ts.URL+Path, tt.contentType, strings.NewReader(tt.body))

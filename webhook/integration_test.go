@@ -410,8 +410,8 @@ func fakePodIdentityConfig() *admissionregistrationv1.MutatingWebhookConfigurati
 // fakePodIdentity stands in for the EKS Pod Identity webhook: it gives the
 // app containers (not the sidecar) the AWS variables and the token mount.
 func fakePodIdentity(_ context.Context, req admission.Request) admission.Response {
-	pod, err := decodePod(req.Object.Raw)
-	if err != nil {
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	const dir = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -19,15 +18,17 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/fakeecr"
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/kubelet"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 	"github.com/ecr-token-refresh/ecr-token-refresh/webhook"
 )
 
 // TestInjectedSidecarRuns runs the containers the webhook injects as a
-// kubelet would – their args against the image's entrypoint (this binary),
-// with only their own environment, the init container to completion first,
-// the probes on their port and path – and sees the password files appear:
-// the patch and the sidecar agree. The app container carries the AWS
+// kubelet would (internal/kubelet) – their args against the image's
+// entrypoint (this binary), with only their own environment and the pod's
+// volumes as folders, the init container to completion first, the probes
+// on their port and path – and sees the password files appear: the patch
+// and the sidecar agree. The app container carries the AWS
 // settings (here: the loopback endpoint and its credentials), which the
 // webhook copies into the sidecar.
 func TestInjectedSidecarRuns(t *testing.T) {
@@ -35,20 +36,30 @@ func TestInjectedSidecarRuns(t *testing.T) {
 		t.Run("native-sidecar="+native, func(t *testing.T) {
 			srv := fakeecr.New()
 			defer srv.Close()
-			mountPath := filepath.Join(t.TempDir(), "passwords")
 			pod := injectedPod(t, map[string]string{
 				webhook.AnnotationInject:                         "true",
 				webhook.AnnotationRegistryPrefix + "my-registry": "123456789012.dkr.ecr.us-west-2.amazonaws.com",
 				webhook.AnnotationRegistryPrefix + "other":       "210987654321.dkr.ecr.eu-west-1.amazonaws.com",
-				webhook.AnnotationMountPath:                      mountPath,
 				webhook.AnnotationNativeSidecar:                  native,
 			}, srv.Env())
+			kl, err := kubelet.New(pod, t.TempDir(), binary)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mountPath, ok := kl.HostPath(webhook.DefaultMountPath)
+			if !ok {
+				t.Fatalf("no volume is mounted at %s", webhook.DefaultMountPath)
+			}
 
 			var sidecar *corev1.Container
 			for _, c := range append(pod.Spec.InitContainers, pod.Spec.Containers...) {
 				switch c.Name {
 				case webhook.InitContainerName: // runs to completion before anything else
-					out, err := kubeletCmd(c).CombinedOutput()
+					cmd, err := kl.Cmd(c)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out, err := cmd.CombinedOutput()
 					if err != nil {
 						t.Fatalf("init container %s: %v\n%s", c.Name, err, out)
 					}
@@ -60,7 +71,10 @@ func TestInjectedSidecarRuns(t *testing.T) {
 			if sidecar == nil {
 				t.Fatalf("no %s container in the injected pod", webhook.ContainerName)
 			}
-			cmd := kubeletCmd(*sidecar)
+			cmd, err := kl.Cmd(*sidecar)
+			if err != nil {
+				t.Fatal(err)
+			}
 			p := startLogged(t, cmd)
 			probe := sidecar.ReadinessProbe.HTTPGet
 			if sidecar.StartupProbe != nil {
@@ -120,18 +134,6 @@ func injectedPod(t *testing.T, annotations map[string]string, env []string) *cor
 		t.Fatal(err)
 	}
 	return injected
-}
-
-// kubeletCmd runs container c as a kubelet would: the image's entrypoint
-// (this binary) with c's command and args, and only c's environment.
-func kubeletCmd(c corev1.Container) *exec.Cmd {
-	args := append(append([]string{}, c.Command...), c.Args...)
-	cmd := exec.Command(binary, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for _, e := range c.Env {
-		cmd.Env = append(cmd.Env, e.Name+"="+e.Value)
-	}
-	return cmd
 }
 
 // assertPasswords checks both registries' files under mountPath hold the

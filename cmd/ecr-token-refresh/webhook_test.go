@@ -333,3 +333,28 @@ func TestRunWebhookSelfManagedCerts(t *testing.T) {
 	}
 	conn.Close()
 }
+
+// TestRunWebhookStartErrors checks that a webhook that cannot start says
+// why and what to do, before serving anything.
+func TestRunWebhookStartErrors(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no certificate in --cert-dir", []string{"--cert-dir", dir},
+			"certs: --cert-dir " + dir + ": open " + filepath.Join(dir, "tls.crt") + ": no such file or directory (mount the webhook's TLS Secret there, or use --self-managed-certs)"},
+		{"missing kubeconfig", []string{"--self-managed-certs", "--kubeconfig", filepath.Join(dir, "kubeconfig")},
+			"(--self-managed-certs needs the API server: run in a pod, or give --kubeconfig)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"--port", freePort(t), "--health-probe-bind-address", "127.0.0.1:0", "--metrics-bind-address", "0"}, tt.args...)
+			err := runWebhook(t.Context(), args)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,151 +1,110 @@
-// Command demo runs the sidecar end to end on its embedded default config
-// (the original ecr-token-refresh example): it serves a loopback ECR
-// endpoint, runs the built binary with --once and then as a long-running
-// sidecar, and shows what a reader such as Clouddriver would find. No AWS
-// account is needed and nothing leaves the machine. Run it with make demo.
+// Command demo runs the whole job end to end on this machine, with no
+// cluster and no AWS account: a real kube-apiserver and etcd, the webhook
+// (with its self-managed certificates) behind the project's own
+// MutatingWebhookConfiguration and RBAC, a loopback ECR endpoint, the
+// example Clouddriver pod created through the API server and injected, and
+// its sidecar run as a kubelet would run it, refreshing short-lived tokens
+// while a reader reads the password file. It prints one line per step
+// ("==> step N/7: ...") and never a password. Run it with make demo.
+//
+// Usage:
+//
+//	demo [--keep] [--manifests DIR] [--sidecar-health-addr ADDR] PATH-TO-ecr-token-refresh
+//
+// Exit status: 0 if every step worked, 1 if one failed, 2 for bad usage,
+// 128+N when stopped by signal N (Ctrl-C: 130) before the end. With
+// --keep, everything stays up after step 6 until Ctrl-C, which then ends
+// the demo with 0.
 package main
 
 import (
 	"context"
-	_ "embed"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strings"
+	"os/signal"
 	"syscall"
-	"time"
 
-	"github.com/ecr-token-refresh/ecr-token-refresh/internal/fakeecr"
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
-// config is the default config the demo runs: the original tool's example.
-//
-//go:embed config.yaml
-var config string
+// options are the demo's settings.
+type options struct {
+	binary     string // the built ecr-token-refresh
+	manifests  string // the repository's manifests folder
+	keep       bool   // leave everything running after step 6 until ctx ends
+	healthAddr string // the sidecar's health address; "" means the pod's own if free
+	out        io.Writer
+}
 
 func main() {
-	if err := run(); err != nil {
+	o, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(2)
+	}
+	o.out = os.Stdout
+	ctrllog.SetLogger(logr.Discard()) // envtest's own logging; the demo reports instead
+
+	ctx, cancel := context.WithCancelCause(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-signals
+		fmt.Fprintf(os.Stdout, "\n%s: stopping everything the demo started\n", sig)
+		cancel(interrupted{sig.(syscall.Signal)})
+		for range signals {
+			fmt.Fprintln(os.Stdout, "still stopping; it takes a few seconds")
+		}
+	}()
+
+	err = run(ctx, o)
+	var sig interrupted
+	switch {
+	case err == nil:
+		os.Exit(0)
+	case errors.As(context.Cause(ctx), &sig):
+		fmt.Fprintln(os.Stderr, "demo: interrupted:", err)
+		os.Exit(128 + int(sig.Signal))
+	default:
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	if len(os.Args) != 2 {
-		return fmt.Errorf("usage: demo PATH-TO-ecr-token-refresh")
-	}
-	binary := os.Args[1]
-	srv := fakeecr.New()
-	defer srv.Close()
-	dir, err := os.MkdirTemp("", "ecr-token-refresh-demo")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
+// interrupted is the cause of the demo's context ending on a signal.
+type interrupted struct{ syscall.Signal }
 
-	// The original config, with its /opt paths moved under the demo folder.
-	cfg := strings.ReplaceAll(config, "/opt/passwords/", dir+"/passwords/")
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return err
-	}
-	passwordFile := filepath.Join(dir, "passwords", "my-registry.pass")
-	step("config (%s)", cfgPath)
-	fmt.Print(cfg)
+func (i interrupted) Error() string { return "interrupted by " + i.Signal.String() }
 
-	step("ecr-token-refresh sidecar --once")
-	once := exec.Command(binary, "sidecar", "--once", "--config", cfgPath)
-	once.Env = append(os.Environ(), srv.Env()...)
-	once.Stdout, once.Stderr = os.Stdout, os.Stdout
-	if err := once.Run(); err != nil {
-		return fmt.Errorf("sidecar --once: %w", err)
+// parseFlags reads the command line.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: demo [flags] PATH-TO-ecr-token-refresh\n\n"+
+			"Runs the webhook and the sidecar end to end against a local kube-apiserver and etcd\n"+
+			"and a loopback ECR endpoint (make demo). Flags:\n")
+		fs.PrintDefaults()
 	}
-	if err := show(srv, passwordFile); err != nil {
-		return err
+	fs.BoolVar(&o.keep, "keep", false, "leave everything running after the last step, with the kubeconfig printed, until Ctrl-C")
+	fs.StringVar(&o.manifests, "manifests", "manifests", "the repository's manifests `folder`")
+	fs.StringVar(&o.healthAddr, "sidecar-health-addr", "",
+		"`address` of the sidecar's health server, set with ECR_TOKEN_REFRESH_HEALTH_ADDR (default: the pod's own :3277 if free, else a free loopback port)")
+	if err := fs.Parse(args); err != nil {
+		return o, err
 	}
-
-	step("ecr-token-refresh sidecar (runs until SIGTERM; health on 127.0.0.1:3277)")
-	sidecar := exec.Command(binary, "sidecar", "--config", cfgPath, "--health-addr", "127.0.0.1:3277")
-	sidecar.Env = append(os.Environ(), srv.Env()...)
-	sidecar.Stdout, sidecar.Stderr = os.Stdout, os.Stdout
-	if err := sidecar.Start(); err != nil {
-		return err
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return o, errors.New("want exactly one argument: the path of the built ecr-token-refresh binary")
 	}
-	defer sidecar.Process.Kill()
-	ready, err := poll("http://127.0.0.1:3277/readyz", 10*time.Second)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("GET /readyz: %s", ready)
-	if err := show(srv, passwordFile); err != nil {
-		return err
-	}
-	metrics, err := poll("http://127.0.0.1:3277/metrics", time.Second)
-	if err != nil {
-		return err
-	}
-	step("metrics (excerpt)")
-	for _, line := range strings.Split(metrics, "\n") {
-		if strings.HasPrefix(line, "ecr_token_refresh_") && !strings.Contains(line, "_bucket") {
-			fmt.Println(line)
-		}
-	}
-	step("SIGTERM")
-	if err := sidecar.Process.Signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	if err := sidecar.Wait(); err != nil {
-		return fmt.Errorf("sidecar exited with %w", err)
-	}
-	fmt.Printf("sidecar exited 0; GetAuthorizationToken calls: %d\n", srv.CallCount(fakeecr.OpGetAuthorizationToken))
-	return nil
-}
-
-// show reports what a reader of passwordFile sees, without printing the
-// password itself.
-func show(srv *fakeecr.Server, passwordFile string) error {
-	b, err := os.ReadFile(passwordFile)
-	if err != nil {
-		return err
-	}
-	fi, err := os.Stat(passwordFile)
-	if err != nil {
-		return err
-	}
-	match := string(b) == srv.LastPassword(fakeecr.DefaultAccount, "us-west-2")
-	fmt.Printf("%s: %d bytes, mode %s, no trailing newline: %t, equals the password ECR issued last: %t\n",
-		passwordFile, len(b), fi.Mode().Perm(), !strings.HasSuffix(string(b), "\n"), match)
-	if !match {
-		return fmt.Errorf("%s does not hold the newest password", passwordFile)
-	}
-	return nil
-}
-
-// poll GETs url until it answers 200 or timeout passes.
-func poll(url string, timeout time.Duration) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return string(body), nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("%s did not answer 200 within %s", url, timeout)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func step(format string, args ...any) {
-	fmt.Printf("\n==> "+format+"\n", args...)
+	o.binary = fs.Arg(0)
+	return o, nil
 }
