@@ -285,7 +285,7 @@ func TestWebhookSIGTERMDuringLoad(t *testing.T) {
 	defer cancel()
 	results := make(chan loadgen.Result, 1)
 	go func() {
-		res, err := loadgen.Run(ctx, loadgen.Options{URL: w.url, RootCAs: ca.roots, Pods: mixedPods(t), Conns: 16,
+		res, err := loadgen.Run(ctx, loadgen.Options{URL: w.url, RootCAs: ca.roots, Pods: mixedPods(t), Conns: 64,
 			OnResult: func(s loadgen.Sample) {
 				mu.Lock()
 				samples = append(samples, s)
