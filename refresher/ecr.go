@@ -111,15 +111,19 @@ func (e *ECR) client(k groupKey) *ecr.Client {
 
 // errorCode returns the AWS error code in err (AccessDeniedException,
 // ThrottlingException, …), "Timeout" when a deadline ran out,
-// "MalformedResponse" for an unusable answer, or "Error".
+// "MalformedResponse" for an unusable answer, "WriteFailed" when a file
+// could not be written, or "Error".
 func errorCode(err error) string {
 	var (
 		apiErr   smithy.APIError
 		deserErr *smithy.DeserializationError
+		writeErr *writeError
 	)
 	switch {
 	case errors.As(err, &apiErr):
 		return apiErr.ErrorCode()
+	case errors.As(err, &writeErr):
+		return "WriteFailed"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "Timeout"
 	case errors.Is(err, errMalformed), errors.As(err, &deserErr):

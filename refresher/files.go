@@ -9,20 +9,36 @@ import (
 	"syscall"
 )
 
-// writeFileAtomic replaces path with data so that a reader sees either the
-// old content or the new, never a missing, empty or partial file: the data
-// goes to a temporary file in the same directory, is synced, and is renamed
-// over path. Missing parent directories are created. On any failure the
-// temporary file is removed and path is untouched.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
+// writeFileAtomic replaces path with data atomically (see replaceFile) and
+// makes the rename durable.
+func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
+	if err := replaceFile(path, data, mode); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+// replaceFile replaces path with data so that a reader sees either the old
+// content or the new, never a missing, empty or partial file: the data goes
+// to a temporary file in the same directory, is synced, and is renamed over
+// path. Missing parent directories are created. On any failure the
+// temporary file is removed and path is untouched. The rename is durable
+// once the directory is synced (syncDir), which a caller replacing many
+// files in one directory does once for all.
+func replaceFile(path string, data []byte, mode fs.FileMode) (err error) {
 	if len(data) == 0 {
 		return fmt.Errorf("refusing to write an empty %s", path)
 	}
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+	pattern := "." + filepath.Base(path) + ".tmp-*"
+	tmp, err := os.CreateTemp(dir, pattern)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Only the first write into a directory needs to create it.
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		tmp, err = os.CreateTemp(dir, pattern)
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return err
 	}
@@ -44,10 +60,7 @@ func writeFileAtomic(path string, data []byte, mode fs.FileMode) (err error) {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(dir)
+	return os.Rename(tmp.Name(), path)
 }
 
 // syncDir makes a rename in dir durable. File systems that cannot sync a

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -38,6 +39,10 @@ type Options struct {
 	// CallTimeout bounds one GetAuthorizationToken call including the
 	// SDK's retries; default 30s.
 	CallTimeout time.Duration
+	// Idle, if set, is called after every refresh of a caller, before
+	// it waits for the next one (typically minutes): the sidecar hands
+	// the memory the refresh freed back to the OS there.
+	Idle func()
 }
 
 // Refresher keeps the files of a Config fresh.
@@ -154,6 +159,9 @@ func (r *Refresher) runGroup(ctx context.Context, cfg *Config, g group) {
 			failures++
 			wait = r.retryAfter(now, failures, expires)
 		}
+		if r.opts.Idle != nil {
+			r.opts.Idle()
+		}
 		r.logResult(g, tok, err, failures, wait)
 		t := r.opts.Clock.NewTimer(wait)
 		select {
@@ -222,17 +230,39 @@ func (r *Refresher) refresh(ctx context.Context, cfg *Config, g group) (Token, e
 		return Token{}, fmt.Errorf("registries %s: GetAuthorizationToken (%s): %s: %w",
 			strings.Join(names(g.registries), ", "), g.key, errorCode(err), err)
 	}
+	// Every file is renamed into place first, then each directory is
+	// synced once: not once per file, which costs a journal commit each.
+	data := tokenData{password: []byte(tok.Password), username: []byte(tok.Username), expiresAt: tok.ExpiresAt}
+	failed := make([]error, len(g.registries))
+	dirs := map[string][]int{} // directory -> the registries written into it
+	for i, reg := range g.registries {
+		if failed[i] = r.write(cfg, reg, data); failed[i] != nil {
+			continue
+		}
+		for _, f := range []string{reg.PasswordFile, reg.UsernameFile} {
+			if f != "" {
+				dirs[filepath.Dir(f)] = append(dirs[filepath.Dir(f)], i)
+			}
+		}
+	}
+	for dir, written := range dirs {
+		if err := syncDir(dir); err != nil {
+			for _, i := range written {
+				failed[i] = &writeError{"directory", dir, err}
+			}
+		}
+	}
 	var errs []error
-	for _, reg := range g.registries {
-		err := r.write(cfg, reg, tok)
-		r.opts.Metrics.observeRefresh(reg, err == nil, tok, r.opts.Clock.Now())
-		if err != nil {
-			errs = append(errs, fmt.Errorf("registry %s: %w", reg, err))
+	now := r.opts.Clock.Now()
+	for i, reg := range g.registries {
+		r.opts.Metrics.observeRefresh(reg, failed[i] == nil, tok, now)
+		if failed[i] != nil {
+			errs = append(errs, fmt.Errorf("registry %s: %w", reg, failed[i]))
 		}
 	}
 	if cfg.DockerConfigFile != "" {
 		if err := r.writeDockerConfig(cfg, g.registries, tok); err != nil {
-			errs = append(errs, fmt.Errorf("dockerConfigFile: %w", err))
+			errs = append(errs, &writeError{"dockerConfigFile", cfg.DockerConfigFile, err})
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -241,17 +271,36 @@ func (r *Refresher) refresh(ctx context.Context, cfg *Config, g group) (Token, e
 	return tok, nil
 }
 
+// writeError is a failure to write one of the files a config names. It
+// names the file, not the temporary file that the error underneath may
+// name.
+type writeError struct {
+	field, path string
+	err         error
+}
+
+func (e *writeError) Error() string { return e.field + " " + e.path + ": " + e.err.Error() }
+
+func (e *writeError) Unwrap() error { return e.err }
+
+// tokenData is a token as the bytes its files receive, converted once for
+// all the registries that share it.
+type tokenData struct {
+	password, username []byte
+	expiresAt          time.Time
+}
+
 // write puts tok into reg's files and records the expiry.
-func (r *Refresher) write(cfg *Config, reg Registry, tok Token) error {
-	if err := writeFileAtomic(reg.PasswordFile, []byte(tok.Password), cfg.FileMode); err != nil {
-		return fmt.Errorf("passwordFile: %w", err)
+func (r *Refresher) write(cfg *Config, reg Registry, tok tokenData) error {
+	if err := replaceFile(reg.PasswordFile, tok.password, cfg.FileMode); err != nil {
+		return &writeError{"passwordFile", reg.PasswordFile, err}
 	}
 	r.mu.Lock()
-	r.expiry[reg.PasswordFile] = tok.ExpiresAt
+	r.expiry[reg.PasswordFile] = tok.expiresAt
 	r.mu.Unlock()
 	if reg.UsernameFile != "" {
-		if err := writeFileAtomic(reg.UsernameFile, []byte(tok.Username), cfg.FileMode); err != nil {
-			return fmt.Errorf("usernameFile: %w", err)
+		if err := replaceFile(reg.UsernameFile, tok.username, cfg.FileMode); err != nil {
+			return &writeError{"usernameFile", reg.UsernameFile, err}
 		}
 	}
 	return nil
@@ -274,8 +323,9 @@ func (r *Refresher) writeDockerConfig(cfg *Config, regs []Registry, tok Token) e
 }
 
 // setConfig makes cfg the config that readiness is judged by, and forgets
-// the files and hosts that cfg no longer names.
+// the files, hosts and metrics series that cfg no longer names.
 func (r *Refresher) setConfig(cfg *Config) {
+	r.opts.Metrics.retain(cfg.Registries)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cfg = cfg

@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +35,7 @@ type env struct {
 	dir string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	srv := fakeecr.New()
 	t.Cleanup(srv.Close)
@@ -61,7 +64,7 @@ func (e *env) registry(account, region, name string) Registry {
 		PasswordFile: filepath.Join(e.dir, name+".pass")}
 }
 
-func (e *env) assertNoPasswordLogged(t *testing.T) {
+func (e *env) assertNoPasswordLogged(t testing.TB) {
 	t.Helper()
 	for _, c := range e.srv.Calls() {
 		if pw := e.srv.LastPassword(c.Account, c.Region); pw != "" && strings.Contains(e.log.String(), pw[:32]) {
@@ -316,24 +319,95 @@ type scheduled struct {
 	clock   *timerClock
 	r       *Refresher
 	metrics *prometheus.Registry
+	// stop ends Run and waits for it; the test's cleanup calls it too.
+	stop func()
+	// pending are the deadlines of the timers that await and advance have
+	// seen set and not yet fired.
+	pending []time.Time
 }
 
-func startScheduled(t *testing.T, e *env, cfg *Config, updates <-chan *Config) *scheduled {
+func startScheduled(t *testing.T, e *env, cfg *Config, updates <-chan *Config, opts ...func(*Options)) *scheduled {
 	t.Helper()
 	fc := &timerClock{FakeClock: clocktesting.NewFakeClock(time.Now().Truncate(time.Second)), waits: make(chan time.Duration, 16)}
 	e.srv.SetClock(fc.Now)
 	promReg := prometheus.NewRegistry()
-	r := e.refresher(Options{Clock: fc, Jitter: func() float64 { return 0 }, CallTimeout: 5 * time.Second, Metrics: NewMetrics(promReg)})
+	o := Options{Clock: fc, Jitter: func() float64 { return 0 }, CallTimeout: 5 * time.Second, Metrics: NewMetrics(promReg)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	r := e.refresher(o)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- r.Run(ctx, cfg, updates) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run returned %v, want nil", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Run returned %v, want nil", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &scheduled{env: e, clock: fc, r: r, metrics: promReg, stop: stop}
+}
+
+// noSDKBackoff keeps the sidecar's retryer (attempts, retryable errors, no
+// quota) but drops the SDK's sleep between attempts, which runs on the wall
+// clock that a fake-clock test does not drive. Call it before the first
+// refresh.
+func (e *env) noSDKBackoff() {
+	e.ecr.base.Retryer = func() aws.Retryer { return noBackoff{newRetryer().(aws.RetryerV2)} }
+}
+
+// noBackoff is a retryer that retries at once.
+type noBackoff struct{ aws.RetryerV2 }
+
+func (noBackoff) RetryDelay(int, error) (time.Duration, error) { return 0, nil }
+
+// await waits until n groups have refreshed and parked on their next timer,
+// and records those timers for advance. It returns their durations.
+func (s *scheduled) await(t *testing.T, n int) []time.Duration {
+	t.Helper()
+	waits := make([]time.Duration, n)
+	for i := range waits {
+		waits[i] = s.next(t)
+		s.pending = append(s.pending, s.clock.Now().Add(waits[i]))
+	}
+	return waits
+}
+
+// nextDeadline is the earliest pending timer's deadline.
+func (s *scheduled) nextDeadline() time.Time {
+	return slices.MinFunc(s.pending, time.Time.Compare)
+}
+
+// advance moves the clock to the earliest pending deadline, which fires
+// every timer due then, and waits until each of those groups has refreshed
+// and set its next timer. It returns the new timers' durations.
+func (s *scheduled) advance(t *testing.T) []time.Duration {
+	t.Helper()
+	now := s.nextDeadline()
+	fired := 0
+	s.pending = slices.DeleteFunc(s.pending, func(d time.Time) bool {
+		if d.After(now) {
+			return false
 		}
+		fired++
+		return true
 	})
-	return &scheduled{env: e, clock: fc, r: r, metrics: promReg}
+	s.clock.SetTime(now)
+	return s.await(t, fired)
+}
+
+// setTimeQuiet moves the clock to now, which must come before every pending
+// deadline: no timer fires.
+func (s *scheduled) setTimeQuiet(t *testing.T, now time.Time) {
+	t.Helper()
+	if !now.Before(s.nextDeadline()) {
+		t.Fatalf("moving the clock to %s would fire the timer due at %s", now, s.nextDeadline())
+	}
+	s.clock.SetTime(now)
 }
 
 // next waits until a group has refreshed and parked on its next timer, and
@@ -385,6 +459,29 @@ func TestScheduleRefreshesAtIntervalAndHalfLife(t *testing.T) {
 	}
 	if readFile(t, reg.PasswordFile) == first {
 		t.Fatal("password file not rewritten")
+	}
+}
+
+// TestIdleAfterEveryRefresh checks that Idle runs once after each
+// refresh of each caller, failed or not, before it waits for the next.
+func TestIdleAfterEveryRefresh(t *testing.T) {
+	e := newEnv(t)
+	e.srv.SetFault(fakeecr.DefaultAccount, fakeecr.FaultAccessDenied, 1) // one of the first two refreshes fails
+	cfg := &Config{Interval: 30 * time.Minute, FileMode: DefaultFileMode, Registries: []Registry{
+		e.registry("123456789012", "us-west-2", "a"), e.registry("123456789012", "eu-west-1", "b"),
+	}}
+	var idles atomic.Int32
+	s := startScheduled(t, e, cfg, nil, func(o *Options) { o.Idle = func() { idles.Add(1) } })
+	if waits := s.await(t, 2); min(waits[0], waits[1]) >= cfg.Interval {
+		t.Fatalf("waits %v: no refresh failed", waits)
+	}
+	if n := idles.Load(); n != 2 {
+		t.Fatalf("Idle ran %d times after the first refresh of two callers, want 2", n)
+	}
+	s.advance(t)
+	s.idle(t)
+	if n, calls := idles.Load(), e.srv.CallCount(fakeecr.OpGetAuthorizationToken); int(n) != calls {
+		t.Errorf("Idle ran %d times for %d refreshes", n, calls)
 	}
 }
 
@@ -467,6 +564,9 @@ func TestRunReloadsConfig(t *testing.T) {
 	if nr := s.r.NotReady(); len(nr) != 0 {
 		t.Fatalf("not ready: %v", nr)
 	}
+	if got := expiryFiles(t, s.metrics); len(got) != 1 || got[0] != a.PasswordFile {
+		t.Fatalf("token expiry series for %v, want only %s", got, a.PasswordFile)
+	}
 	updates <- &Config{Interval: 30 * time.Minute, FileMode: DefaultFileMode, Registries: []Registry{b}}
 	s.next(t)
 	if got := readFile(t, b.PasswordFile); got != e.srv.LastPassword(fakeecr.DefaultAccount, "eu-west-1") {
@@ -475,6 +575,34 @@ func TestRunReloadsConfig(t *testing.T) {
 	if nr := s.r.NotReady(); len(nr) != 0 {
 		t.Fatalf("not ready after reload: %v", nr)
 	}
+	// The registry that left the config stops reporting: its expiry would
+	// otherwise set off an expiry alert for a file nobody refreshes.
+	if got := expiryFiles(t, s.metrics); len(got) != 1 || got[0] != b.PasswordFile {
+		t.Fatalf("token expiry series for %v after reload, want only %s", got, b.PasswordFile)
+	}
+}
+
+// expiryFiles lists the password_file labels of the token expiry series.
+func expiryFiles(t *testing.T, g prometheus.Gatherer) []string {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for _, f := range families {
+		if f.GetName() != "ecr_token_refresh_token_expiry_timestamp_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "password_file" {
+					files = append(files, l.GetValue())
+				}
+			}
+		}
+	}
+	return files
 }
 
 // startFirstDenied runs one registry, with one-hour tokens, whose first

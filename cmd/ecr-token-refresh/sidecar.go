@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -118,7 +119,10 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := refresher.NewMetrics(reg)
-	r := refresher.New(ecr, refresher.Options{Logger: log, Metrics: metrics})
+	// Between refreshes the sidecar sleeps for minutes: it returns the
+	// memory a refresh freed (decoding, file writes) to the OS at once
+	// rather than over the next minutes, for a smaller resident set.
+	r := refresher.New(ecr, refresher.Options{Logger: log, Metrics: metrics, Idle: debug.FreeOSMemory})
 
 	if f.once {
 		return r.RunOnce(ctx, cfg)

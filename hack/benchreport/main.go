@@ -98,7 +98,8 @@ func (f figure) value(r results) (float64, bool) {
 	return v / base, true
 }
 
-// target is a figure's goal: at most max, or at least min.
+// target is a figure's goal: at most max, at least min, or both (exactly
+// a value when they are equal); neither: the figure is only reported.
 type target struct {
 	name   string
 	figure figure
@@ -124,6 +125,10 @@ func report(w io.Writer, r results, ts []target) (missed int) {
 		}
 		goal := ""
 		switch {
+		case t.max != nil && t.min != nil && *t.max == *t.min:
+			goal = "= " + format(*t.max/scale)
+		case t.max != nil && t.min != nil:
+			goal = format(*t.min/scale) + " to " + format(*t.max/scale)
 		case t.max != nil:
 			goal = "<= " + format(*t.max/scale)
 		case t.min != nil:
@@ -137,12 +142,12 @@ func report(w io.Writer, r results, ts []target) (missed int) {
 			continue
 		}
 		verdict := "reported"
-		switch {
-		case t.max != nil && v <= *t.max, t.min != nil && v >= *t.min:
+		if t.max != nil || t.min != nil {
 			verdict = "met"
-		case t.max != nil || t.min != nil:
-			verdict = "MISSED"
-			missed++
+			if (t.max != nil && v > *t.max) || (t.min != nil && v < *t.min) {
+				verdict = "MISSED"
+				missed++
+			}
 		}
 		fmt.Fprintf(w, "%-58s %14s  %-16s %s\n", t.name, format(v/scale)+" "+t.unit, goal, verdict)
 	}

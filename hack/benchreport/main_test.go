@@ -57,6 +57,7 @@ func TestReport(t *testing.T) {
 		{name: "too slow", figure: figure{bench: "BenchmarkA/x", unit: "ns/op"}, max: atMost(45_000), scale: 1000, unit: "µs"},
 		{name: "cheaper", figure: figure{bench: "BenchmarkA/y", unit: "ns/op", per: "BenchmarkA/x"}, max: atMost(0.5), unit: "x"},
 		{name: "calls", figure: figure{bench: "BenchmarkB", unit: "calls/refresh"}, min: atLeast(3), unit: "calls"},
+		{name: "exact", figure: figure{bench: "BenchmarkB", unit: "calls/refresh"}, min: atLeast(1), max: atMost(1), unit: "calls"},
 		{name: "size", figure: figure{bench: "BenchmarkB", unit: "rss-KiB"}, unit: "KiB"},
 		{name: "absent", figure: figure{bench: "BenchmarkC", unit: "ns/op"}, max: atMost(1), unit: "ns"},
 	}
