@@ -220,7 +220,7 @@ func writeServingCert(t *testing.T, dir string, serial int64) *x509.Certificate 
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

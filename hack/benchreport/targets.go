@@ -5,6 +5,8 @@ const (
 	review   = "BenchmarkReviewClouddriver/"
 	sidecars = "BenchmarkSidecarRegistries/1000-registries-10-accounts-3-regions"
 	sidecar1 = "BenchmarkSidecarRegistries/1-registry"
+
+	webhookHTTPS = "BenchmarkWebhookHTTPS"
 )
 
 // targets are the project's speed and memory goals (issue 6), on a
@@ -30,4 +32,16 @@ var targets = []target{
 	{name: "  CPU between refreshes (10 ms ticks in 2 s)", figure: figure{bench: sidecars, unit: "idle-cpu-ticks"},
 		max: atMost(0), unit: "ticks"},
 	{name: "binary size", figure: figure{bench: "BenchmarkBinarySize", unit: "MiB"}, unit: "MiB"},
+
+	{name: "webhook over HTTPS, 32 connections, share of the ceiling", figure: figure{bench: webhookHTTPS, unit: "webhook-32-%ceiling"},
+		min: atLeast(60), unit: "%"},
+	{name: "  p99 at one connection, multiple of the ceiling's", figure: figure{bench: webhookHTTPS, unit: "webhook-1-p99-xceiling"},
+		max: atMost(2), unit: "x"},
+	{name: "  requests without a correct answer", figure: figure{bench: webhookHTTPS, unit: "wrong-answers"},
+		max: atMost(0), unit: "requests"},
+	{name: "  peak resident memory (VmHWM)", figure: figure{bench: webhookHTTPS, unit: "webhook-peak-MiB"},
+		max: atMost(48), unit: "MiB"},
+	{name: "  the ceiling, 32 connections", figure: figure{bench: webhookHTTPS, unit: "ceiling-32-rps"}, unit: "answers/s"},
+	{name: "  CPU per answer", figure: figure{bench: webhookHTTPS, unit: "webhook-cpu-µs/answer"}, unit: "µs"},
+	{name: "  the ceiling's CPU per answer", figure: figure{bench: webhookHTTPS, unit: "ceiling-cpu-µs/answer"}, unit: "µs"},
 }
