@@ -1,13 +1,14 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"mime"
 	"net/http"
+	"sync"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -25,6 +26,14 @@ const Path = "/mutate-v1-pod"
 // most its request limit (3 MiB) twice over, for an update's old and new
 // objects; a create carries one.
 const maxReviewBytes = 7 << 20
+
+// bodies are the buffers request bodies are read into, reused: a pod's
+// admission is a few KiB, read a few thousand times a second at most.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBody is the largest buffer kept for reuse; a larger body's
+// buffer is left to the garbage collector.
+const maxPooledBody = 64 << 10
 
 // podKind is the only kind the webhook handles.
 var podKind = metav1.GroupVersionKind{Group: "", Version: "v1", Kind: "Pod"}
@@ -107,12 +116,23 @@ func readReview(w http.ResponseWriter, r *http.Request) (*admissionv1.AdmissionR
 	if ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || ct != "application/json" {
 		return nil, fmt.Errorf("content type %q: expected application/json", r.Header.Get("Content-Type"))
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxReviewBytes))
-	if err != nil {
+	buf := bodies.Get().(*bytes.Buffer)
+	defer func() {
+		if buf.Cap() <= maxPooledBody {
+			buf.Reset()
+			bodies.Put(buf)
+		}
+	}()
+	if r.ContentLength > 0 && r.ContentLength <= maxReviewBytes {
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+	}
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, maxReviewBytes)); err != nil {
 		return nil, fmt.Errorf("reading the AdmissionReview: %w", err)
 	}
+	// The request's object is copied out of buf (runtime.RawExtension
+	// keeps a copy), so buf can serve the next request.
 	var review admissionv1.AdmissionReview
-	if err := jsonv2.Unmarshal(body, &review); err != nil {
+	if err := jsonv2.Unmarshal(buf.Bytes(), &review); err != nil {
 		return nil, fmt.Errorf("decoding the AdmissionReview: %w", err)
 	}
 	switch {
@@ -132,9 +152,11 @@ func (h *Handler) Review(_ context.Context, req *admissionv1.AdmissionRequest) *
 	resp.UID = req.UID
 	h.metrics.observe(outcome, time.Since(start))
 
+	// Injections are counted in the metrics and logged at V(1) only: a
+	// line each would cost a busy cluster more than the injection itself.
 	switch outcome {
 	case outcomeInjected:
-		h.log.Info("patched pod", "uid", req.UID, "namespace", req.Namespace, "warnings", resp.Warnings)
+		h.log.V(1).Info("patched pod", "uid", req.UID, "namespace", req.Namespace, "warnings", resp.Warnings)
 	case outcomeDenied:
 		h.log.Info("denied pod", "uid", req.UID, "namespace", req.Namespace, "reason", resp.Result.Message, "warnings", resp.Warnings)
 	case outcomeError:

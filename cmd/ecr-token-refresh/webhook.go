@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -40,14 +41,18 @@ type webhookFlags struct {
 	selfManaged  bool
 	certHosts    certHosts
 	kubeconfig   string
+	drain        time.Duration
 }
 
 // defaultWebhookPort is the webhook's HTTPS port, as the Service targets it.
 const defaultWebhookPort = 9443
 
-// shutdownTimeout bounds the wait for admissions in flight at SIGTERM; the
-// API server gives a webhook 10 s by default.
+// shutdownTimeout bounds the wait for admissions in flight once the
+// drain is over; the API server gives a webhook call 10 s by default.
 const shutdownTimeout = 15 * time.Second
+
+// defaultDrain is how long the webhook keeps serving after SIGTERM.
+const defaultDrain = 5 * time.Second
 
 // certHosts collects the repeatable --cert-host flag.
 type certHosts []string
@@ -87,6 +92,7 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookFlags, error) {
 		"create and rotate the CA and serving certificate in Secret "+certs.SecretName+" and the caBundle of MutatingWebhookConfiguration "+
 			certs.WebhookConfigName+" (one replica writes, elected on Lease "+certs.LeaseName+"; namespace from $"+certs.NamespaceEnv+"); --cert-dir is then unused")
 	fs.Var(&f.certHosts, "cert-host", "with --self-managed-certs, a further DNS name or IP `address` in the serving certificate, for an API server that calls the webhook by URL (repeatable)")
+	fs.DurationVar(&f.drain, "shutdown-drain", defaultDrain, "after SIGTERM, keep answering for this `duration`, not ready and closing each connection after its answer, while Kubernetes stops routing to the pod; then finish the admissions in flight and exit")
 	fs.BoolVar(&f.enableHTTP2, "enable-http2", false, "serve the webhook over HTTP/2 too (off: HTTP/1.1 only)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig `file` for --self-managed-certs (default: $KUBECONFIG, else the in-cluster config, else ~/.kube/config)")
 	if err := fs.Parse(args); err != nil {
@@ -99,6 +105,8 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookFlags, error) {
 		return f, fmt.Errorf("%w: --port: %d is not a TCP port (expected 1 to 65535)", errUsage, f.port)
 	case f.sidecarImage == "":
 		return f, fmt.Errorf("%w: --sidecar-image: required", errUsage)
+	case f.drain < 0:
+		return f, fmt.Errorf("%w: --shutdown-drain: %s is negative (expected e.g. 5s, or 0 to stop at once)", errUsage, f.drain)
 	case len(f.certHosts) > 0 && !f.selfManaged:
 		return f, fmt.Errorf("%w: --cert-host applies to --self-managed-certs only; with --cert-dir put the host in your certificate", errUsage)
 	}
@@ -120,6 +128,7 @@ func runWebhook(ctx context.Context, args []string) error {
 
 	logger := logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, nil))
 	klog.SetLogger(logger)
+	tuneGC(os.Getenv)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -166,8 +175,17 @@ func runWebhook(ctx context.Context, args []string) error {
 		// reachable from the API server.
 		tlsConfig.NextProtos = []string{"http/1.1"}
 	}
+	// draining is set from SIGTERM on: answers close their connection, so
+	// that no request waits on a kept-alive connection that the shutdown
+	// would close under it.
+	var draining atomic.Bool
 	mux := http.NewServeMux()
-	mux.Handle(webhook.Path, h)
+	mux.Handle(webhook.Path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	}))
 	servers := []*server{{name: "webhook", addr: fmt.Sprintf(":%d", f.port), handler: mux, tls: tlsConfig}}
 
 	var serving atomic.Bool
@@ -177,7 +195,7 @@ func runWebhook(ctx context.Context, args []string) error {
 		health.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 			err := certReady(r)
 			if err == nil && !serving.Load() {
-				err = errors.New("the webhook server is not serving yet")
+				err = errors.New("the webhook server is not serving (starting, or shutting down)")
 			}
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusServiceUnavailable)
@@ -207,13 +225,27 @@ func runWebhook(ctx context.Context, args []string) error {
 		go func() { errs <- s.serve(logger) }()
 	}
 	serving.Store(true)
-	var first error
+	var (
+		first      error
+		certsEnded bool
+	)
 	select {
 	case <-ctx.Done():
 	case first = <-errs:
 	case first = <-certsDone:
+		certsEnded = true
 	}
 	serving.Store(false)
+	if first == nil && f.drain > 0 {
+		logger.Info("draining: answering without keep-alive, not ready", "for", f.drain.String())
+		draining.Store(true)
+		t := time.NewTimer(f.drain)
+		select {
+		case <-t.C:
+		case first = <-errs:
+		}
+		t.Stop()
+	}
 	logger.Info("shutting down: finishing the admissions in flight", "timeout", shutdownTimeout.String())
 	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer done()
@@ -223,12 +255,34 @@ func runWebhook(ctx context.Context, args []string) error {
 		}
 	}
 	cancel()
-	if certsDone != nil {
+	if certsDone != nil && !certsEnded {
 		if err := <-certsDone; err != nil && first == nil {
 			first = err
 		}
 	}
 	return first
+}
+
+// The webhook's garbage collector settings, unless GOGC and GOMEMLIMIT say
+// otherwise. An admission allocates some 30 KiB and keeps none of it, over
+// a live heap of a few MiB: collecting at every doubling (GOGC=100) spent a
+// sixth of the webhook's CPU under load. It collects at five times the live
+// heap instead, and from a soft limit of 24 MiB on, which keeps the
+// resident memory near 35 MiB (the Deployment's limit is 128Mi).
+const (
+	webhookGCPercent   = 400
+	webhookMemoryLimit = 24 << 20
+)
+
+// tuneGC applies the webhook's garbage collector settings where getenv
+// finds no GOGC or GOMEMLIMIT of the operator's.
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(webhookGCPercent)
+	}
+	if getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(webhookMemoryLimit)
+	}
 }
 
 // server is one of the webhook command's HTTP servers.

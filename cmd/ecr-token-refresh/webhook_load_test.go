@@ -157,7 +157,7 @@ func startWebhook(tb testing.TB, certDir string) *webhookServer {
 		tb.Fatal(err)
 	}
 	defer logFile.Close()
-	cmd := exec.Command(binary, "webhook", "--port", port, "--cert-dir", certDir,
+	cmd := exec.Command(binary, "webhook", "--port", port, "--cert-dir", certDir, "--shutdown-drain", "1s",
 		"--health-probe-bind-address", "127.0.0.1:"+health, "--metrics-bind-address", "0")
 	// No kubeconfig: with --cert-dir the webhook needs no API access.
 	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "KUBECONFIG=") })

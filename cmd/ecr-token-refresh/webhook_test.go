@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,6 +48,7 @@ func TestParseWebhookFlags(t *testing.T) {
 		sidecarImage: defaultImage + ":" + version,
 		healthAddr:   ":8081",
 		metricsAddr:  ":8080",
+		drain:        5 * time.Second,
 	}
 	tests := []struct {
 		name    string
@@ -56,8 +58,9 @@ func TestParseWebhookFlags(t *testing.T) {
 	}{
 		{"defaults", nil, defaults, nil},
 		{"all set", []string{"--port=8443", "--cert-dir", "/certs", "--sidecar-image", "registry.example.com/ecr-token-refresh:v2",
-			"--health-probe-bind-address", ":9081", "--metrics-bind-address", "0", "--enable-http2", "--self-managed-certs"},
-			webhookFlags{port: 8443, certDir: "/certs", sidecarImage: "registry.example.com/ecr-token-refresh:v2", healthAddr: ":9081", metricsAddr: "0", enableHTTP2: true, selfManaged: true}, nil},
+			"--health-probe-bind-address", ":9081", "--metrics-bind-address", "0", "--enable-http2", "--self-managed-certs", "--kubeconfig", "/kube/config", "--shutdown-drain", "2s"},
+			webhookFlags{port: 8443, certDir: "/certs", sidecarImage: "registry.example.com/ecr-token-refresh:v2", healthAddr: ":9081", metricsAddr: "0", enableHTTP2: true, selfManaged: true,
+				kubeconfig: "/kube/config", drain: 2 * time.Second}, nil},
 		{"cert hosts", []string{"--self-managed-certs", "--cert-host", "localhost", "--cert-host=127.0.0.1"},
 			func() webhookFlags {
 				f := defaults
@@ -67,6 +70,8 @@ func TestParseWebhookFlags(t *testing.T) {
 			}(), nil},
 		{"cert host without self-managed certs", []string{"--cert-host", "localhost"}, webhookFlags{}, errUsage},
 		{"empty cert host", []string{"--self-managed-certs", "--cert-host="}, webhookFlags{}, errUsage},
+		{"no drain", []string{"--shutdown-drain=0"}, func() webhookFlags { f := defaults; f.drain = 0; return f }(), nil},
+		{"negative drain", []string{"--shutdown-drain=-1s"}, webhookFlags{}, errUsage},
 		{"help", []string{"-h"}, webhookFlags{}, flag.ErrHelp},
 		{"unknown flag", []string{"--self-signed"}, webhookFlags{}, errUsage},
 		{"argument", []string{"extra"}, webhookFlags{}, errUsage},
@@ -102,7 +107,7 @@ func TestRunWebhook(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- runWebhook(ctx, []string{"--port", port, "--cert-dir", certDir,
+		done <- runWebhook(ctx, []string{"--port", port, "--cert-dir", certDir, "--shutdown-drain", "0",
 			"--health-probe-bind-address", "127.0.0.1:" + health, "--metrics-bind-address", "127.0.0.1:" + metrics})
 	}()
 	t.Cleanup(func() {
@@ -297,7 +302,7 @@ func TestRunWebhookSelfManagedCerts(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- runWebhook(runCtx, []string{"--self-managed-certs", "--port", port,
+		done <- runWebhook(runCtx, []string{"--self-managed-certs", "--port", port, "--shutdown-drain", "0",
 			"--health-probe-bind-address", "127.0.0.1:" + health, "--metrics-bind-address", "0"})
 	}()
 	t.Cleanup(func() {
@@ -354,6 +359,36 @@ func TestRunWebhookStartErrors(t *testing.T) {
 			err := runWebhook(t.Context(), args)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestTuneGC checks that the webhook's garbage collector settings apply
+// unless the operator set GOGC or GOMEMLIMIT.
+func TestTuneGC(t *testing.T) {
+	tests := []struct {
+		name        string
+		env         map[string]string
+		wantPercent int
+		wantLimit   int64
+	}{
+		{"defaults", nil, webhookGCPercent, webhookMemoryLimit},
+		{"GOGC set", map[string]string{"GOGC": "100"}, 77, webhookMemoryLimit},
+		{"GOMEMLIMIT set", map[string]string{"GOMEMLIMIT": "1GiB"}, webhookGCPercent, 1 << 40},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Known settings before, restored after: the runtime's are
+			// process-wide.
+			oldPercent, oldLimit := debug.SetGCPercent(77), debug.SetMemoryLimit(1<<40)
+			t.Cleanup(func() { debug.SetGCPercent(oldPercent); debug.SetMemoryLimit(oldLimit) })
+			tuneGC(func(k string) string { return tt.env[k] })
+			if got := debug.SetGCPercent(77); got != tt.wantPercent {
+				t.Errorf("GC percent %d, want %d", got, tt.wantPercent)
+			}
+			if got := debug.SetMemoryLimit(-1); got != tt.wantLimit {
+				t.Errorf("memory limit %d, want %d", got, tt.wantLimit)
 			}
 		})
 	}

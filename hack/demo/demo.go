@@ -238,7 +238,8 @@ func (d *demo) startCluster(ctx context.Context) error {
 		return err
 	}
 	args := []string{"webhook", "--self-managed-certs", "--cert-host", "127.0.0.1", "--kubeconfig", webhookKubeconfig,
-		"--port", port, "--health-probe-bind-address", "127.0.0.1:" + health, "--metrics-bind-address", "127.0.0.1:" + metrics}
+		"--port", port, "--health-probe-bind-address", "127.0.0.1:" + health, "--metrics-bind-address", "127.0.0.1:" + metrics,
+		"--shutdown-drain", "0"} // nothing routes to it but this API server
 	cmd := exec.Command(d.binary, args...)
 	cmd.Env = append(os.Environ(), certs.NamespaceEnv+"="+ns)
 	start = time.Now()
