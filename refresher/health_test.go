@@ -59,7 +59,10 @@ func TestHandler(t *testing.T) {
 		t.Error("/metrics shows the password")
 	}
 
-	s.clock.SetTime(s.clock.Now().Add(time.Hour)) // past expiry without firing a timer
+	// Past the expiry: the refresh that falls due meanwhile fails, so no
+	// fresh token can race the check.
+	e.srv.SetFault("", fakeecr.FaultAccessDenied, 0)
+	s.clock.SetTime(s.clock.Now().Add(time.Hour))
 	expect("/readyz", 503, "token expired at")
 	expect("/healthz", 200) // liveness never depends on AWS
 	if got, _ := get("/nope"); got != 404 {

@@ -99,6 +99,14 @@ func New() *Server {
 	return s
 }
 
+// CloseEachConnection makes the server close every connection after its
+// answer, as a server without keep-alive does: no connection outlives its
+// call, so a test can count a client's goroutines and file descriptors
+// without its idle connections.
+func (s *Server) CloseEachConnection() {
+	s.srv.Config.SetKeepAlivesEnabled(false)
+}
+
 // URL returns the server's base URL, e.g. "http://127.0.0.1:41234".
 func (s *Server) URL() string { return s.srv.URL }
 
