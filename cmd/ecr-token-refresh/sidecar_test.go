@@ -146,11 +146,9 @@ func TestSidecarBadInput(t *testing.T) {
 			}
 			cmd := sidecarCmd(srv, args...)
 			cmd.Env = append(cmd.Env, tt.env...)
-			start := time.Now()
+			// Failing before any work shows in the exit code and in no
+			// call to the endpoint; go test's timeout guards a hang.
 			out, err := cmd.CombinedOutput()
-			if took := time.Since(start); took > time.Second {
-				t.Errorf("took %s to fail, want under a second", took)
-			}
 			if code := exitCode(t, err); code != exitUsage {
 				t.Errorf("exit code %d, want %d", code, exitUsage)
 			}
@@ -200,11 +198,9 @@ func TestSidecarServesAndStopsOnSIGTERM(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	err := p.wait(3 * time.Second)
-	if took := time.Since(start); took > 2*time.Second {
-		t.Errorf("took %s to stop, want under 2s", took)
-	}
+	// A bound far below the 30m interval: SIGTERM ends the wait for the
+	// next refresh, on a loaded machine too.
+	err := p.wait(10 * time.Second)
 	if code := exitCode(t, err); code != 0 {
 		t.Errorf("exit code after SIGTERM = %d, want 0\n%s", code, p.log.String())
 	}
