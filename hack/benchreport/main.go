@@ -11,6 +11,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
 	"slices"
@@ -154,7 +155,11 @@ func report(w io.Writer, r results, ts []target) (missed int) {
 	return missed
 }
 
-// format prints v with three significant digits at most.
+// format prints v with three significant digits, and a whole number from
+// 1000 on.
 func format(v float64) string {
+	if math.Abs(v) >= 1000 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
 	return strconv.FormatFloat(v, 'g', 3, 64)
 }

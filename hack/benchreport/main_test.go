@@ -76,7 +76,7 @@ func TestReport(t *testing.T) {
 		"too":     "too slow 50 µs <= 45 µs MISSED",
 		"cheaper": "cheaper 0.3 x <= 0.5 x met",
 		"calls":   "calls 1 calls >= 3 calls MISSED",
-		"size":    "size 2.3e+04 KiB reported",
+		"size":    "size 23000 KiB reported",
 		"exact":   "exact 1 calls = 1 calls met",
 		"absent":  "absent - <= 1 ns not measured",
 	} {
