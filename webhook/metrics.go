@@ -25,8 +25,9 @@ const (
 //	ecr_token_refresh_webhook_admissions_total{outcome}          counter
 //	ecr_token_refresh_webhook_admission_duration_seconds{outcome} histogram
 //
-// The duration is the handler's own work; controller-runtime's
-// controller_runtime_webhook_latency_seconds covers the whole HTTP request.
+// The duration is the decision's own work on a request that was read:
+// decoding the pod, deciding and encoding the patch; not reading the
+// request or writing the answer.
 type metrics struct {
 	admissions *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
