@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/loadgen"
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testcerts"
 )
 
 // Each measurement takes turns: a chunk against the ceiling, one against
@@ -46,8 +47,8 @@ var benchMeasures = []struct {
 // server spent per answer, which other load on the machine disturbs less
 // than the rates.
 func BenchmarkWebhookHTTPS(b *testing.B) {
-	ca := newTestCA(b)
-	files, _ := ca.servingFiles(b)
+	ca := testcerts.NewCA(b)
+	files, _ := ca.Files(b)
 	certDir := newProjectedDir(b, files)
 	pods := []loadgen.Pod{clouddriverPod(b)}
 
@@ -61,7 +62,7 @@ func BenchmarkWebhookHTTPS(b *testing.B) {
 	measure := func(s *benchServer, conns, requests int) loadgen.Result {
 		b.Helper()
 		cpu := procCPU(b, s.pid)
-		res, err := loadgen.Run(b.Context(), loadgen.Options{URL: s.url, RootCAs: ca.roots, Pods: pods, Conns: conns, Requests: requests})
+		res, err := loadgen.Run(b.Context(), loadgen.Options{URL: s.url, RootCAs: ca.Roots, Pods: pods, Conns: conns, Requests: requests})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -156,13 +157,13 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 }
 
 // webhookAnswer is the webhook's answer to the admission of pod.
-func webhookAnswer(tb testing.TB, url string, ca *testCA, pod []byte) []byte {
+func webhookAnswer(tb testing.TB, url string, ca *testcerts.CA, pod []byte) []byte {
 	tb.Helper()
 	review, err := loadgen.Review("8d2b1c5e-0f3a-4c1e-9b7a-5e6f7a8b9c0d", pod)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.roots}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Roots}}}
 	defer client.CloseIdleConnections()
 	res, err := client.Post(url, "application/json", bytes.NewReader(review))
 	if err != nil {

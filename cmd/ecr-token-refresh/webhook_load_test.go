@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"math/big"
 	"os"
@@ -20,8 +19,8 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/ecr-token-refresh/ecr-token-refresh/certs"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/loadgen"
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testcerts"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 	"github.com/ecr-token-refresh/ecr-token-refresh/webhook"
 )
@@ -53,38 +52,6 @@ func mixedPods(tb testing.TB) []loadgen.Pod {
 		loadPod(tb, "inject-absent.in.yaml", false),
 		loadPod(tb, "status-injected.in.yaml", false),
 	}
-}
-
-// testCA is a CA for the webhook's serving certificates.
-type testCA struct {
-	ca    *certs.KeyPair
-	roots *x509.CertPool // the caBundle
-}
-
-func newTestCA(tb testing.TB) *testCA {
-	tb.Helper()
-	ca, err := certs.NewCA("webhook-load-test-ca", time.Now(), time.Hour)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	return &testCA{ca: ca, roots: roots}
-}
-
-// servingFiles returns a new serving certificate for 127.0.0.1 as the
-// files of a kubernetes.io/tls Secret, and its serial number.
-func (c *testCA) servingFiles(tb testing.TB) (map[string][]byte, *big.Int) {
-	tb.Helper()
-	serving, err := certs.NewServingCert(c.ca, []string{"127.0.0.1"}, time.Now(), time.Hour)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	key, err := serving.KeyPEM()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return map[string][]byte{"ca.crt": c.ca.CertPEM(), "tls.crt": serving.CertPEM(), "tls.key": key}, serving.Cert.SerialNumber
 }
 
 // projectedDir is a directory the way the kubelet projects a Secret into
@@ -240,10 +207,10 @@ func (w *webhookServer) terminate(tb testing.TB, limit time.Duration) error {
 // correct answer, and the webhook's memory after a warm-up of 4,000 stays
 // level to the end.
 func TestWebhookUnderLoad(t *testing.T) {
-	ca := newTestCA(t)
-	files, _ := ca.servingFiles(t)
+	ca := testcerts.NewCA(t)
+	files, _ := ca.Files(t)
 	w := startWebhook(t, newProjectedDir(t, files).dir)
-	opts := loadgen.Options{URL: w.url, RootCAs: ca.roots, Pods: mixedPods(t), Conns: 64}
+	opts := loadgen.Options{URL: w.url, RootCAs: ca.Roots, Pods: mixedPods(t), Conns: 64}
 	run := func(n int) loadgen.Result {
 		t.Helper()
 		opts.Requests = n
@@ -272,8 +239,8 @@ func TestWebhookUnderLoad(t *testing.T) {
 // signal gets a correct answer; requests sent after it may find the
 // connection closed or refused, but none gets a wrong answer.
 func TestWebhookSIGTERMDuringLoad(t *testing.T) {
-	ca := newTestCA(t)
-	files, _ := ca.servingFiles(t)
+	ca := testcerts.NewCA(t)
+	files, _ := ca.Files(t)
 	w := startWebhook(t, newProjectedDir(t, files).dir)
 
 	var (
@@ -285,7 +252,7 @@ func TestWebhookSIGTERMDuringLoad(t *testing.T) {
 	defer cancel()
 	results := make(chan loadgen.Result, 1)
 	go func() {
-		res, err := loadgen.Run(ctx, loadgen.Options{URL: w.url, RootCAs: ca.roots, Pods: mixedPods(t), Conns: 64,
+		res, err := loadgen.Run(ctx, loadgen.Options{URL: w.url, RootCAs: ca.Roots, Pods: mixedPods(t), Conns: 64,
 			OnResult: func(s loadgen.Sample) {
 				mu.Lock()
 				samples = append(samples, s)
@@ -340,8 +307,8 @@ func TestWebhookSIGTERMDuringLoad(t *testing.T) {
 // opens a new connection every 20 requests: no handshake fails, before or
 // after the swap, and soon every new connection gets the new certificate.
 func TestWebhookCertificateSwapDuringLoad(t *testing.T) {
-	ca := newTestCA(t)
-	files, oldSerial := ca.servingFiles(t)
+	ca := testcerts.NewCA(t)
+	files, oldSerial := ca.Files(t)
 	certDir := newProjectedDir(t, files)
 	w := startWebhook(t, certDir.dir)
 
@@ -368,7 +335,7 @@ func TestWebhookCertificateSwapDuringLoad(t *testing.T) {
 	defer cancel()
 	results := make(chan loadgen.Result, 1)
 	go func() {
-		res, err := loadgen.Run(ctx, loadgen.Options{URL: w.url, RootCAs: ca.roots, Pods: mixedPods(t), Conns: 8,
+		res, err := loadgen.Run(ctx, loadgen.Options{URL: w.url, RootCAs: ca.Roots, Pods: mixedPods(t), Conns: 8,
 			RequestsPerConn: 20, OnHandshake: onHandshake})
 		if err != nil {
 			t.Error(err)
@@ -380,7 +347,7 @@ func TestWebhookCertificateSwapDuringLoad(t *testing.T) {
 	}
 	testutil.WaitFor(t, 30*time.Second, "50 handshakes with the first certificate", locked(func() bool { return oldCount >= 50 }))
 
-	files, serial := ca.servingFiles(t)
+	files, serial := ca.Files(t)
 	mu.Lock()
 	newSerial = serial
 	mu.Unlock()

@@ -10,9 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/ecr-token-refresh/ecr-token-refresh/certs"
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testcerts"
 )
 
 const pod = `apiVersion: v1
@@ -29,20 +28,8 @@ spec:
 // writeCerts writes ca.crt, tls.crt and tls.key for 127.0.0.1 into dir.
 func writeCerts(t *testing.T, dir string) {
 	t.Helper()
-	now := time.Now()
-	ca, err := certs.NewCA("loadgen-test-ca", now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serving, err := certs.NewServingCert(ca, []string{"127.0.0.1"}, now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := serving.KeyPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range map[string][]byte{"ca.crt": ca.CertPEM(), "tls.crt": serving.CertPEM(), "tls.key": key} {
+	files, _ := testcerts.NewCA(t).Files(t)
+	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -21,9 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testcerts"
 	admissionv1 "k8s.io/api/admission/v1"
-
-	"github.com/ecr-token-refresh/ecr-token-refresh/certs"
 )
 
 const testPod = `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"spinnaker","uid":"not-the-request-uid"},` +
@@ -63,26 +62,8 @@ func serve(t *testing.T, h http.Handler) (string, *x509.CertPool) {
 // testCert is a serving certificate for 127.0.0.1 and its CA.
 func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
-	now := time.Now()
-	ca, err := certs.NewCA("loadgen-test-ca", now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serving, err := certs.NewServingCert(ca, []string{"127.0.0.1"}, now, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := serving.KeyPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := tls.X509KeyPair(serving.CertPEM(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(ca.Cert)
-	return cert, roots
+	ca := testcerts.NewCA(t)
+	return ca.Certificate(t), ca.Roots
 }
 
 func ceiling(t *testing.T, answer []byte) http.Handler {
