@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -108,28 +109,23 @@ func (e *election) wait(ctx context.Context, d time.Duration) bool {
 func (e *election) tryAcquireOrRenew(ctx context.Context) bool {
 	now := e.clock.Now()
 	lease, err := e.leases.getLease(ctx, e.key)
+	write, verb := e.leases.updateLease, "update"
 	switch {
 	case apierrors.IsNotFound(err):
 		lease = &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: e.key.Name, Namespace: e.key.Namespace}}
-		e.hold(lease, now)
-		if err := e.leases.createLease(ctx, lease); err != nil {
-			e.log.V(1).Info("could not create the Lease", "lease", e.key, "reason", err.Error())
-			return false
-		}
-		e.observe(lease.Spec, now)
-		e.observedUID = lease.UID
-		return true
+		write, verb = e.leases.createLease, "create"
 	case err != nil:
 		e.log.Error(err, "reading the Lease", "lease", e.key)
 		return false
-	}
-	e.observe(lease.Spec, now)
-	if holder := ptr.Deref(lease.Spec.HolderIdentity, ""); holder != e.identity && holder != "" && now.Before(e.expiry()) {
-		return false
+	default:
+		e.observe(lease.Spec, now)
+		if holder := ptr.Deref(lease.Spec.HolderIdentity, ""); holder != e.identity && holder != "" && now.Before(e.expiry()) {
+			return false
+		}
 	}
 	e.hold(lease, now)
-	if err := e.leases.updateLease(ctx, lease); err != nil {
-		e.log.V(1).Info("could not update the Lease", "lease", e.key, "reason", err.Error())
+	if err := write(ctx, lease); err != nil {
+		e.log.V(1).Info("could not "+verb+" the Lease", "lease", e.key, "reason", err.Error())
 		return false
 	}
 	e.observe(lease.Spec, now)
@@ -234,15 +230,9 @@ const (
 
 // withDefaults fills in the zero fields and checks the order.
 func (t Timing) withDefaults() (Timing, error) {
-	if t.LeaseDuration == 0 {
-		t.LeaseDuration = DefaultLeaseDuration
-	}
-	if t.RenewDeadline == 0 {
-		t.RenewDeadline = DefaultRenewDeadline
-	}
-	if t.RetryPeriod == 0 {
-		t.RetryPeriod = DefaultRetryPeriod
-	}
+	t.LeaseDuration = cmp.Or(t.LeaseDuration, DefaultLeaseDuration)
+	t.RenewDeadline = cmp.Or(t.RenewDeadline, DefaultRenewDeadline)
+	t.RetryPeriod = cmp.Or(t.RetryPeriod, DefaultRetryPeriod)
 	if !(0 < t.RetryPeriod && t.RetryPeriod < t.RenewDeadline && t.RenewDeadline < t.LeaseDuration) || t.LeaseDuration < time.Second {
 		return t, fmt.Errorf("certs: leader election timing: want 0 < retry period (%s) < renew deadline (%s) < lease duration (%s), and a lease of at least 1s",
 			t.RetryPeriod, t.RenewDeadline, t.LeaseDuration)

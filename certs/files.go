@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -62,14 +61,12 @@ func (f *Files) Watch(ctx context.Context) error {
 			case err := <-w.Errors:
 				f.log.Error(err, "watching the certificate directory", "dir", f.dir)
 			case <-w.Events:
-				changed, err := f.load()
+				c, err := f.load()
 				switch {
 				case err != nil:
 					f.log.V(1).Info("certificate directory changed but holds no valid pair yet; serving the last one", "dir", f.dir, "reason", err.Error())
-				case changed:
-					c := f.cert.Load()
-					f.log.Info("serving a new certificate", "dir", f.dir, "serial", c.Leaf.SerialNumber.Text(16),
-						"issuer", c.Leaf.Issuer.CommonName, "notAfter", c.Leaf.NotAfter)
+				case c != nil:
+					logServing(f.log, c, "dir", f.dir)
 				}
 			}
 		}
@@ -77,24 +74,20 @@ func (f *Files) Watch(ctx context.Context) error {
 	return nil
 }
 
-// load loads the pair in the directory, and reports whether it differs
-// from the one served.
-func (f *Files) load() (bool, error) {
+// load serves the pair in the directory, and returns it if it differs
+// from the one served, else nil.
+func (f *Files) load() (*tls.Certificate, error) {
 	certPEM, err := os.ReadFile(filepath.Join(f.dir, corev1.TLSCertKey))
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	keyPEM, err := os.ReadFile(filepath.Join(f.dir, corev1.TLSPrivateKeyKey))
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	c, err := swapCert(&f.cert, certPEM, keyPEM)
 	if err != nil {
-		return false, errors.New("tls.crt and tls.key: " + err.Error())
+		return nil, errors.New("tls.crt and tls.key: " + err.Error())
 	}
-	if cur := f.cert.Load(); cur != nil && bytes.Equal(cur.Certificate[0], c.Certificate[0]) {
-		return false, nil
-	}
-	f.cert.Store(&c)
-	return true, nil
+	return c, nil
 }

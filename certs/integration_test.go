@@ -111,7 +111,7 @@ func TestSelfManaged(t *testing.T) {
 	procs := [2]*process{startWebhook(t, env.Config, "a", ports[0], shortLived), startWebhook(t, env.Config, "b", ports[1], shortLived)}
 	start := time.Now()
 	testutil.WaitFor(t, 20*time.Second, "both replicas ready", func() bool {
-		return procs[0].certs.ReadyCheck(nil) == nil && procs[1].certs.ReadyCheck(nil) == nil
+		return procs[0].certs.ReadyCheck() == nil && procs[1].certs.ReadyCheck() == nil
 	})
 	testutil.WaitFor(t, 10*time.Second, "the caBundle", func() bool { return caBundleInSync(t, admin) })
 	t.Logf("ready with a caBundle after %s", time.Since(start).Round(time.Millisecond))
@@ -183,7 +183,7 @@ func TestSelfManaged(t *testing.T) {
 	hour := certs.Options{ExtraHosts: []string{"localhost"}, CALifetime: time.Hour, CertLifetime: time.Hour, PropagationDelay: shortLived.PropagationDelay}
 	last := startWebhook(t, env.Config, "c", other.port, hour)
 	testutil.WaitFor(t, 20*time.Second, "certificates for an hour", func() bool {
-		return last.certs.ReadyCheck(nil) == nil && caBundleInSync(t, admin) && validFor(t, admin, 50*time.Minute)
+		return last.certs.ReadyCheck() == nil && caBundleInSync(t, admin) && validFor(t, admin, 50*time.Minute)
 	})
 	setCABundle(ctx, t, admin, nil)
 	testutil.WaitFor(t, 5*time.Second, "the caBundle restored", func() bool { return caBundleInSync(t, admin) })

@@ -60,7 +60,7 @@ func (s clientStore) patchWebhookConfig(ctx context.Context, name string, patch 
 
 func newTestLeader(t *testing.T, c client.Client, clk *clocktesting.FakeClock, o Options) *leader {
 	t.Helper()
-	o.Namespace, o.Clock = testSecret.Namespace, clk
+	o.Namespace = testSecret.Namespace
 	o, err := o.withDefaults()
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +69,7 @@ func newTestLeader(t *testing.T, c client.Client, clk *clocktesting.FakeClock, o
 		store:         clientStore{c},
 		policy:        o.policy(),
 		secret:        testSecret,
-		webhookConfig: o.WebhookConfigName,
+		webhookConfig: WebhookConfigName,
 		delay:         o.PropagationDelay,
 		clock:         clk,
 		log:           testr.New(t),

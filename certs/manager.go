@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"net/http"
 	"os"
 	"sync"
 
@@ -15,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 )
 
 // Manager runs self-managed certificates: every replica serves the
@@ -34,14 +34,11 @@ func New(opts Options) (*Manager, error) {
 	return &Manager{
 		opts: o,
 		served: &served{
-			secret: types.NamespacedName{Namespace: o.Namespace, Name: o.SecretName},
+			secret: types.NamespacedName{Namespace: o.Namespace, Name: SecretName},
 			log:    logr.Discard(),
 		},
 	}, nil
 }
-
-// Namespace is the namespace of the Secret, the Service and the Lease.
-func (m *Manager) Namespace() string { return m.opts.Namespace }
 
 // GetCertificate serves the Secret's current certificate: set it as a
 // webhook server's tls.Config.GetCertificate. A TLS handshake fails until
@@ -52,7 +49,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 
 // ReadyCheck fails until this replica watches the Secret and the webhook
 // configuration and serves a certificate.
-func (m *Manager) ReadyCheck(req *http.Request) error { return m.served.ready(req) }
+func (m *Manager) ReadyCheck() error { return m.served.ready() }
 
 // Start runs until ctx is done: in every replica a watch of the Secret,
 // whose certificate it serves, and of the webhook configuration (each
@@ -75,14 +72,14 @@ func (m *Manager) Start(ctx context.Context, cfg *rest.Config, log logr.Logger) 
 		store:         k,
 		policy:        m.opts.policy(),
 		secret:        m.served.secret,
-		webhookConfig: m.opts.WebhookConfigName,
+		webhookConfig: WebhookConfigName,
 		delay:         m.opts.PropagationDelay,
-		clock:         m.opts.Clock,
+		clock:         clock.RealClock{},
 		log:           log,
 		wake:          make(chan struct{}, 1),
 	}
-	secrets := informer(k.core, resourceSecrets, m.opts.Namespace, m.opts.SecretName, &corev1.Secret{})
-	configs := informer(k.admission, resourceWebhookConfigs, "", m.opts.WebhookConfigName, &admissionregistrationv1.MutatingWebhookConfiguration{})
+	secrets := informer(k.core, resourceSecrets, m.opts.Namespace, SecretName, &corev1.Secret{})
+	configs := informer(k.admission, resourceWebhookConfigs, "", WebhookConfigName, &admissionregistrationv1.MutatingWebhookConfiguration{})
 	if err := m.served.watch(secrets, configs, l.poke); err != nil {
 		return fmt.Errorf("certs: watching: %w", err)
 	}
@@ -96,7 +93,7 @@ func (m *Manager) Start(ctx context.Context, cfg *rest.Config, log logr.Logger) 
 		key:      types.NamespacedName{Namespace: m.opts.Namespace, Name: LeaseName},
 		identity: identity,
 		timing:   m.opts.Election,
-		clock:    m.opts.Clock,
+		clock:    clock.RealClock{},
 		log:      log,
 	}
 	return e.run(ctx, l.run)

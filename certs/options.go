@@ -1,12 +1,11 @@
 package certs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
 	"time"
-
-	"k8s.io/utils/clock"
 )
 
 // The names the manifests give the webhook's objects.
@@ -21,7 +20,7 @@ const (
 	// SecretName is the Secret holding the CA and serving certificate.
 	SecretName = "ecr-token-refresh-webhook-tls"
 	// LeaseName is the Lease that elects the replica that writes the
-	// Secret and the caBundle: manager.Options.LeaderElectionID.
+	// Secret and the caBundle.
 	LeaseName = "ecr-token-refresh-webhook"
 	// ServiceName is the Service the API server calls the webhook through.
 	ServiceName = "ecr-token-refresh-webhook"
@@ -41,17 +40,10 @@ const (
 // Options configure self-managed certificates. The zero value is the
 // manifests' setup.
 type Options struct {
-	// Namespace holds the Secret and the Service; default $POD_NAMESPACE,
-	// else [DefaultNamespace].
+	// Namespace holds the Secret [SecretName], the Service [ServiceName]
+	// and the Lease [LeaseName]; default $POD_NAMESPACE, else
+	// [DefaultNamespace].
 	Namespace string
-	// SecretName is the Secret in Namespace; default [SecretName].
-	SecretName string
-	// ServiceName is the Service in Namespace that the serving certificate
-	// is for; default [ServiceName].
-	ServiceName string
-	// WebhookConfigName is the MutatingWebhookConfiguration whose webhooks
-	// get the CA bundle; default [WebhookConfigName].
-	WebhookConfigName string
 	// ExtraHosts are DNS names or IP addresses the serving certificate
 	// names besides the Service's (see [ServiceHosts]), e.g. "localhost".
 	ExtraHosts []string
@@ -69,9 +61,6 @@ type Options struct {
 	// [DefaultPropagationDelay].
 	PropagationDelay time.Duration
 
-	// Clock tells the time; default the real clock.
-	Clock clock.Clock
-
 	// Election is the timing of the leader election on the Lease; zero
 	// fields take the defaults.
 	Election Timing
@@ -79,33 +68,10 @@ type Options struct {
 
 // withDefaults fills in the defaults and checks the result.
 func (o Options) withDefaults() (Options, error) {
-	if o.Namespace == "" {
-		o.Namespace = os.Getenv(NamespaceEnv)
-	}
-	if o.Namespace == "" {
-		o.Namespace = DefaultNamespace
-	}
-	if o.SecretName == "" {
-		o.SecretName = SecretName
-	}
-	if o.ServiceName == "" {
-		o.ServiceName = ServiceName
-	}
-	if o.WebhookConfigName == "" {
-		o.WebhookConfigName = WebhookConfigName
-	}
-	if o.CALifetime == 0 {
-		o.CALifetime = DefaultCALifetime
-	}
-	if o.CertLifetime == 0 {
-		o.CertLifetime = DefaultCertLifetime
-	}
-	if o.PropagationDelay == 0 {
-		o.PropagationDelay = DefaultPropagationDelay
-	}
-	if o.Clock == nil {
-		o.Clock = clock.RealClock{}
-	}
+	o.Namespace = cmp.Or(o.Namespace, os.Getenv(NamespaceEnv), DefaultNamespace)
+	o.CALifetime = cmp.Or(o.CALifetime, DefaultCALifetime)
+	o.CertLifetime = cmp.Or(o.CertLifetime, DefaultCertLifetime)
+	o.PropagationDelay = cmp.Or(o.PropagationDelay, DefaultPropagationDelay)
 	switch {
 	case o.CALifetime < 0 || o.CertLifetime < 0 || o.PropagationDelay < 0:
 		return o, errors.New("certs: lifetimes and delays must be positive")
@@ -129,9 +95,9 @@ func (o Options) withDefaults() (Options, error) {
 // policy is the rotation policy of o, defaulted.
 func (o Options) policy() policy {
 	return policy{
-		service:      o.ServiceName,
+		service:      ServiceName,
 		namespace:    o.Namespace,
-		hosts:        ServiceHosts(o.ServiceName, o.Namespace, o.ExtraHosts...),
+		hosts:        ServiceHosts(ServiceName, o.Namespace, o.ExtraHosts...),
 		caLifetime:   o.CALifetime,
 		certLifetime: o.CertLifetime,
 	}

@@ -12,8 +12,8 @@ func TestOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Namespace != DefaultNamespace || o.SecretName != SecretName || o.ServiceName != ServiceName || o.WebhookConfigName != WebhookConfigName ||
-		o.CALifetime != DefaultCALifetime || o.CertLifetime != DefaultCertLifetime || o.PropagationDelay != DefaultPropagationDelay || o.Clock == nil {
+	if o.Namespace != DefaultNamespace || o.policy().service != ServiceName ||
+		o.CALifetime != DefaultCALifetime || o.CertLifetime != DefaultCertLifetime || o.PropagationDelay != DefaultPropagationDelay {
 		t.Errorf("defaults: %+v", o)
 	}
 	t.Setenv(NamespaceEnv, "from-env")

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync/atomic"
 
 	"github.com/go-logr/logr"
@@ -31,17 +30,34 @@ func (s *served) load(secret *corev1.Secret) {
 	if len(secret.Data[keyCert]) == 0 {
 		return
 	}
-	c, err := tls.X509KeyPair(secret.Data[keyCert], secret.Data[keyKey])
-	if err != nil {
+	c, err := swapCert(&s.cert, secret.Data[keyCert], secret.Data[keyKey])
+	switch {
+	case err != nil:
 		s.log.Error(err, "ignoring an invalid serving certificate", "secret", s.secret)
-		return
+	case c != nil:
+		logServing(s.log, c, "secret", s.secret)
 	}
-	if cur := s.cert.Load(); cur != nil && bytes.Equal(cur.Certificate[0], c.Certificate[0]) {
-		return
+}
+
+// swapCert serves the pair certPEM and keyPEM through cur from now on,
+// unless cur serves that certificate already. It returns the certificate
+// it stored, nil if it stored none.
+func swapCert(cur *atomic.Pointer[tls.Certificate], certPEM, keyPEM []byte) (*tls.Certificate, error) {
+	c, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, err
 	}
-	s.cert.Store(&c)
-	s.log.Info("serving a new certificate", "secret", s.secret, "serial", c.Leaf.SerialNumber.Text(16),
-		"issuer", c.Leaf.Issuer.CommonName, "notAfter", c.Leaf.NotAfter)
+	if old := cur.Load(); old != nil && bytes.Equal(old.Certificate[0], c.Certificate[0]) {
+		return nil, nil
+	}
+	cur.Store(&c)
+	return &c, nil
+}
+
+// logServing logs that c is served from now on, from where.
+func logServing(log logr.Logger, c *tls.Certificate, where ...any) {
+	log.Info("serving a new certificate", append(where, "serial", c.Leaf.SerialNumber.Text(16),
+		"issuer", c.Leaf.Issuer.CommonName, "notAfter", c.Leaf.NotAfter)...)
 }
 
 // getCertificate is tls.Config.GetCertificate.
@@ -52,9 +68,9 @@ func (s *served) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) 
 	return nil, s.notYet()
 }
 
-// ready is a healthz.Checker: an error until the watches have synced, so
-// that the replica follows rotations, and a certificate is served.
-func (s *served) ready(*http.Request) error {
+// ready is an error until the watches have synced, so that the replica
+// follows rotations, and a certificate is served.
+func (s *served) ready() error {
 	switch {
 	case s.synced.Load() == nil || !(*s.synced.Load())():
 		return errors.New("not watching the Secret and the webhook configuration yet: may this replica list and watch them?")

@@ -53,7 +53,7 @@ func TestServe(t *testing.T) {
 		if step.secret != nil {
 			m.served.load(step.secret)
 		}
-		if err := m.ReadyCheck(nil); (err == nil) != step.ready {
+		if err := m.ReadyCheck(); (err == nil) != step.ready {
 			t.Errorf("%s: ReadyCheck = %v, want ready %v", step.name, err, step.ready)
 		}
 		roots := x509.NewCertPool()

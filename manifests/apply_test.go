@@ -12,7 +12,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,10 +59,7 @@ func TestApplyEveryObject(t *testing.T) {
 	// The webhook's own pods pass the restricted Pod Security level that
 	// its namespace enforces.
 	_, base := build(t, kustomizations["base"])
-	deploy := &appsv1.Deployment{}
-	fromUnstructured(t, find(t, base, "Deployment", "ecr-token-refresh-webhook"), deploy)
-	pod := &corev1.Pod{ObjectMeta: *deploy.Spec.Template.ObjectMeta.DeepCopy(), Spec: *deploy.Spec.Template.Spec.DeepCopy()}
-	pod.Namespace, pod.GenerateName = deploy.Namespace, deploy.Name+"-"
+	pod := templatePod(t, find(t, base, "Deployment", "ecr-token-refresh-webhook"))
 	if err := c.Create(ctx, pod, client.DryRunAll); err != nil {
 		t.Errorf("the webhook's pod is refused in its namespace: %v", err)
 	}
@@ -158,13 +154,7 @@ func TestClouddriverExampleIsInjected(t *testing.T) {
 	}
 
 	_, example := build(t, kustomizations["clouddriver"])
-	deploy := &appsv1.Deployment{}
-	fromUnstructured(t, find(t, example, "Deployment", "spin-clouddriver"), deploy)
-	pod := &corev1.Pod{
-		ObjectMeta: *deploy.Spec.Template.ObjectMeta.DeepCopy(),
-		Spec:       *deploy.Spec.Template.Spec.DeepCopy(),
-	}
-	pod.Namespace, pod.GenerateName = "spinnaker", "spin-clouddriver-"
+	pod := templatePod(t, find(t, example, "Deployment", "spin-clouddriver")) // in spinnaker, spin-clouddriver-*
 	template := pod.DeepCopy()
 	// Retry while the API server's webhook client warms up.
 	testutil.WaitFor(t, 30*time.Second, "the webhook to be reachable", func() bool {
@@ -245,6 +235,16 @@ func serveWebhook(t *testing.T, env *ctrlenvtest.Environment, reg prometheus.Reg
 		}
 		return err == nil
 	})
+}
+
+// templatePod returns the Pod that deployment's ReplicaSet would create.
+func templatePod(t *testing.T, deployment *unstructured.Unstructured) *corev1.Pod {
+	t.Helper()
+	pod, err := apply.TemplatePod(deployment)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pod
 }
 
 func fromUnstructured(t *testing.T, u *unstructured.Unstructured, into any) {

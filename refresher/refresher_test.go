@@ -585,24 +585,41 @@ func TestRunReloadsConfig(t *testing.T) {
 // expiryFiles lists the password_file labels of the token expiry series.
 func expiryFiles(t *testing.T, g prometheus.Gatherer) []string {
 	t.Helper()
+	var files []string
+	for _, s := range gatherSeries(t, g, "ecr_token_refresh_token_expiry_timestamp_seconds") {
+		files = append(files, s.labels["password_file"])
+	}
+	return files
+}
+
+// series is one series of a metric: its labels and its value.
+type series struct {
+	labels map[string]string
+	value  float64 // a gauge's or a counter's
+}
+
+// gatherSeries returns the series of the metric called name that g
+// gathers.
+func gatherSeries(t *testing.T, g prometheus.Gatherer, name string) []series {
+	t.Helper()
 	families, err := g.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var files []string
+	var out []series
 	for _, f := range families {
-		if f.GetName() != "ecr_token_refresh_token_expiry_timestamp_seconds" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			s := series{labels: map[string]string{}, value: m.GetGauge().GetValue() + m.GetCounter().GetValue()}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "password_file" {
-					files = append(files, l.GetValue())
-				}
+				s.labels[l.GetName()] = l.GetValue()
 			}
+			out = append(out, s)
 		}
 	}
-	return files
+	return out
 }
 
 // startFirstDenied runs one registry, with one-hour tokens, whose first

@@ -447,23 +447,10 @@ func remountReadOnly(t *testing.T, dir string) func() {
 // file.
 func refreshCounts(t *testing.T, g prometheus.Gatherer, result string) map[string]float64 {
 	t.Helper()
-	families, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	counts := map[string]float64{}
-	for _, f := range families {
-		if f.GetName() != "ecr_token_refresh_refreshes_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["result"] == result {
-				counts[labels["password_file"]] = m.GetCounter().GetValue()
-			}
+	for _, s := range gatherSeries(t, g, "ecr_token_refresh_refreshes_total") {
+		if s.labels["result"] == result {
+			counts[s.labels["password_file"]] = s.value
 		}
 	}
 	return counts

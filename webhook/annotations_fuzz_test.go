@@ -5,7 +5,6 @@ import (
 	"maps"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -27,11 +26,7 @@ import (
 // annotations is key NUL value NUL key NUL value…; containers is the
 // pod's container names, comma-separated.
 func FuzzAnnotations(f *testing.F) {
-	inputs, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, in := range inputs {
+	for _, in := range goldenInputs(f) {
 		data, err := os.ReadFile(in)
 		if err != nil {
 			f.Fatal(err)

@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -16,11 +15,7 @@ import (
 // applies to the pod, and that the handler has nothing to add to the
 // patched pod.
 func FuzzHandler(f *testing.F) {
-	inputs, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	for _, in := range inputs {
+	for _, in := range goldenInputs(f) {
 		raw, _ := readPodJSON(f, in)
 		f.Add("8d2b1c5e", raw)
 	}

@@ -69,6 +69,17 @@ func readPodJSON(t testing.TB, path string) (raw []byte, header string) {
 	return raw, header
 }
 
+// goldenInputs returns the golden test cases' inputs,
+// testdata/<case>.in.yaml, and fails the test if there are none.
+func goldenInputs(t testing.TB) []string {
+	t.Helper()
+	inputs, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
+	if err != nil || len(inputs) == 0 {
+		t.Fatalf("no test cases: %v", err)
+	}
+	return inputs
+}
+
 // checkAddOnly fails unless every operation of resp is an "add".
 func checkAddOnly(t testing.TB, resp *admissionv1.AdmissionResponse) {
 	t.Helper()
@@ -90,12 +101,8 @@ func checkAddOnly(t testing.TB, resp *admissionv1.AdmissionResponse) {
 // the pod with the patch applied, preceded by the input's comments and the
 // warnings, with testdata/<case>.golden.yaml. go test -update rewrites the golden files.
 func TestGolden(t *testing.T) {
-	inputs, err := filepath.Glob(filepath.Join("testdata", "*.in.yaml"))
-	if err != nil || len(inputs) == 0 {
-		t.Fatalf("no test cases: %v", err)
-	}
 	h, _ := newTestHandler(t)
-	for _, in := range inputs {
+	for _, in := range goldenInputs(t) {
 		name := strings.TrimSuffix(filepath.Base(in), ".in.yaml")
 		t.Run(name, func(t *testing.T) {
 			raw, header := readPodJSON(t, in)

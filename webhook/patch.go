@@ -55,7 +55,8 @@ func escapePointer(s string) string {
 // therefore cannot read the passwords. A name or mount path taken by the pod
 // is an error that says what collides and how to fix it.
 func inject(pod *corev1.Pod, s *settings, image string) (patch, error) {
-	if err := checkCollisions(pod, s); err != nil {
+	vols := volumes(s)
+	if err := checkCollisions(pod, s, vols); err != nil {
 		return nil, err
 	}
 	mounts := sidecarMounts(s)
@@ -66,7 +67,7 @@ func inject(pod *corev1.Pod, s *settings, image string) (patch, error) {
 	mounts = append(mounts, id.mounts...)
 
 	var p patch
-	appendTo(&p, "/spec/volumes", len(pod.Spec.Volumes), volumes(s)...)
+	appendTo(&p, "/spec/volumes", len(pod.Spec.Volumes), vols...)
 	for _, i := range s.appContainers {
 		appendTo(&p, fmt.Sprintf("/spec/containers/%d/volumeMounts", i), len(pod.Spec.Containers[i].VolumeMounts), appMount(s))
 	}
@@ -82,13 +83,13 @@ func inject(pod *corev1.Pod, s *settings, image string) (patch, error) {
 }
 
 // checkCollisions reports every volume, container and mount path of pod
-// that the injection would collide with.
-func checkCollisions(pod *corev1.Pod, s *settings) error {
+// that the injection, which adds vols, would collide with.
+func checkCollisions(pod *corev1.Pod, s *settings, vols []corev1.Volume) error {
 	var problems []string
 	if len(pod.Spec.Containers) == 0 {
 		problems = append(problems, "the pod has no containers")
 	}
-	for _, v := range volumes(s) {
+	for _, v := range vols {
 		for _, have := range pod.Spec.Volumes {
 			if have.Name == v.Name {
 				problems = append(problems, fmt.Sprintf("the pod already has a volume named %q, which the webhook adds: rename the pod's volume", v.Name))

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -180,25 +179,6 @@ func runSidecarOnce(b *testing.B, bc sidecarCase) sidecarFigures {
 		startupCPUMS: float64(time.Duration(startupTicks)*clockTick) / float64(time.Millisecond),
 		idleTicks:    float64(idleTicks),
 	}
-}
-
-// logRecord is the part of a JSON log line the benchmark reads.
-type logRecord struct {
-	Time time.Time `json:"time"`
-	Msg  string    `json:"msg"`
-}
-
-// records returns the log records whose msg is msg.
-func (p *process) records(t testing.TB, msg string) []logRecord {
-	t.Helper()
-	var out []logRecord
-	for _, line := range strings.Split(strings.TrimSpace(p.log.String()), "\n") {
-		var rec logRecord
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == msg {
-			out = append(out, rec)
-		}
-	}
-	return out
 }
 
 // procStatusKiB returns a memory figure of process pid in KiB: field is

@@ -209,8 +209,8 @@ func TestSidecarServesAndStopsOnSIGTERM(t *testing.T) {
 			t.Errorf("file gone after SIGTERM: %v", err)
 		}
 	}
-	if lines := p.logLines(t, "refreshed"); len(lines) != 2 {
-		t.Errorf("want one log line per refresh result, got %d:\n%s", len(lines), p.log.String())
+	if recs := p.records(t, "refreshed"); len(recs) != 2 {
+		t.Errorf("want one log line per refresh result, got %d:\n%s", len(recs), p.log.String())
 	}
 }
 
@@ -278,17 +278,24 @@ func (p *process) wait(limit time.Duration) error {
 	}
 }
 
-// logLines returns the log records whose msg is msg.
-func (p *process) logLines(t *testing.T, msg string) []string {
+// logRecord is the part of a JSON log line the tests read.
+type logRecord struct {
+	Time time.Time `json:"time"`
+	Msg  string    `json:"msg"`
+}
+
+// records returns the log records whose msg is msg. Every line must be
+// JSON.
+func (p *process) records(t testing.TB, msg string) []logRecord {
 	t.Helper()
-	var out []string
+	var out []logRecord
 	for _, line := range strings.Split(strings.TrimSpace(p.log.String()), "\n") {
-		var rec struct{ Msg string }
+		var rec logRecord
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
 			t.Errorf("log line is not JSON: %q", line)
 		}
 		if rec.Msg == msg {
-			out = append(out, line)
+			out = append(out, rec)
 		}
 	}
 	return out

@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,7 +38,7 @@ type webhookFlags struct {
 	metricsAddr  string
 	enableHTTP2  bool
 	selfManaged  bool
-	certHosts    certHosts
+	certHosts    []string
 	kubeconfig   string
 	drain        time.Duration
 }
@@ -53,21 +52,6 @@ const shutdownTimeout = 15 * time.Second
 
 // defaultDrain is how long the webhook keeps serving after SIGTERM.
 const defaultDrain = 5 * time.Second
-
-// certHosts collects the repeatable --cert-host flag.
-type certHosts []string
-
-// String implements flag.Value.
-func (h *certHosts) String() string { return strings.Join(*h, ",") }
-
-// Set implements flag.Value.
-func (h *certHosts) Set(v string) error {
-	if v == "" {
-		return errors.New("empty host: give a DNS name or an IP address")
-	}
-	*h = append(*h, v)
-	return nil
-}
 
 // parseWebhookFlags parses the webhook command's arguments; usage and flag
 // errors go to stderr.
@@ -91,7 +75,13 @@ func parseWebhookFlags(args []string, stderr io.Writer) (webhookFlags, error) {
 	fs.BoolVar(&f.selfManaged, "self-managed-certs", false,
 		"create and rotate the CA and serving certificate in Secret "+certs.SecretName+" and the caBundle of MutatingWebhookConfiguration "+
 			certs.WebhookConfigName+" (one replica writes, elected on Lease "+certs.LeaseName+"; namespace from $"+certs.NamespaceEnv+"); --cert-dir is then unused")
-	fs.Var(&f.certHosts, "cert-host", "with --self-managed-certs, a further DNS name or IP `address` in the serving certificate, for an API server that calls the webhook by URL (repeatable)")
+	fs.Func("cert-host", "with --self-managed-certs, a further DNS name or IP `address` in the serving certificate, for an API server that calls the webhook by URL (repeatable)", func(v string) error {
+		if v == "" {
+			return errors.New("empty host: give a DNS name or an IP address")
+		}
+		f.certHosts = append(f.certHosts, v)
+		return nil
+	})
 	fs.DurationVar(&f.drain, "shutdown-drain", defaultDrain, "after SIGTERM, keep answering for this `duration`, not ready and closing each connection after its answer, while Kubernetes stops routing to the pod; then finish the admissions in flight and exit")
 	fs.BoolVar(&f.enableHTTP2, "enable-http2", false, "serve the webhook over HTTP/2 too (off: HTTP/1.1 only)")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig `file` for --self-managed-certs (default: $KUBECONFIG, else the in-cluster config, else ~/.kube/config)")
@@ -141,7 +131,7 @@ func runWebhook(ctx context.Context, args []string) error {
 	defer cancel()
 	var (
 		getCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-		certReady      = func(*http.Request) error { return nil }
+		certReady      = func() error { return nil }
 		certsDone      chan error // the certificate manager's end; nil without one
 	)
 	if f.selfManaged {
@@ -192,8 +182,8 @@ func runWebhook(ctx context.Context, args []string) error {
 	if f.healthAddr != "0" {
 		health := http.NewServeMux()
 		health.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
-		health.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-			err := certReady(r)
+		health.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+			err := certReady()
 			if err == nil && !serving.Load() {
 				err = errors.New("the webhook server is not serving (starting, or shutting down)")
 			}
@@ -225,15 +215,12 @@ func runWebhook(ctx context.Context, args []string) error {
 		go func() { errs <- s.serve(logger) }()
 	}
 	serving.Store(true)
-	var (
-		first      error
-		certsEnded bool
-	)
+	var first error
 	select {
 	case <-ctx.Done():
 	case first = <-errs:
 	case first = <-certsDone:
-		certsEnded = true
+		certsDone = nil // ended: nothing more to wait for
 	}
 	serving.Store(false)
 	if first == nil && f.drain > 0 {
@@ -250,12 +237,12 @@ func runWebhook(ctx context.Context, args []string) error {
 	shutdownCtx, done := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer done()
 	for _, s := range servers {
-		if err := s.shutdown(shutdownCtx); err != nil && first == nil {
+		if err := s.srv.Shutdown(shutdownCtx); err != nil && first == nil {
 			first = fmt.Errorf("%s server: %w", s.name, err)
 		}
 	}
 	cancel()
-	if certsDone != nil && !certsEnded {
+	if certsDone != nil {
 		if err := <-certsDone; err != nil && first == nil {
 			first = err
 		}
@@ -319,11 +306,6 @@ func (s *server) serve(log logr.Logger) error {
 		return fmt.Errorf("%s server: %w", s.name, err)
 	}
 	return nil
-}
-
-// shutdown stops taking connections and waits for the requests in flight.
-func (s *server) shutdown(ctx context.Context) error {
-	return s.srv.Shutdown(ctx)
 }
 
 // close releases a bound address that never served.

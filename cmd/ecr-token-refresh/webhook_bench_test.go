@@ -5,13 +5,11 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,12 +59,12 @@ func BenchmarkWebhookHTTPS(b *testing.B) {
 	var failed int
 	measure := func(s *benchServer, conns, requests int) loadgen.Result {
 		b.Helper()
-		cpu := procCPU(b, s.pid)
+		cpu := cpuTicks(b, s.pid)
 		res, err := loadgen.Run(b.Context(), loadgen.Options{URL: s.url, RootCAs: ca.Roots, Pods: pods, Conns: conns, Requests: requests})
 		if err != nil {
 			b.Fatal(err)
 		}
-		s.cpu += procCPU(b, s.pid) - cpu
+		s.cpu += time.Duration(cpuTicks(b, s.pid)-cpu) * clockTick
 		s.answers += res.Answered()
 		if res.Errors+res.Wrong > 0 {
 			b.Errorf("%s at %d connections: %s; the first error: %v", s.url, conns, res, res.FirstError)
@@ -128,32 +126,6 @@ type benchServer struct {
 // cpuPerAnswer is the server's CPU time per answer in µs.
 func (s *benchServer) cpuPerAnswer() float64 {
 	return float64(s.cpu.Microseconds()) / float64(max(s.answers, 1))
-}
-
-// procCPU is the CPU time (user and system) that process pid has spent,
-// from /proc/PID/stat, in clock ticks of 10ms (USER_HZ is 100 on Linux).
-func procCPU(tb testing.TB, pid int) time.Duration {
-	tb.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	// The fields after the command name (which may hold spaces) start
-	// with the state, field 3; utime and stime are fields 14 and 15.
-	_, rest, _ := bytes.Cut(stat, []byte(") "))
-	f := strings.Fields(string(rest))
-	if len(f) < 13 {
-		tb.Fatalf("/proc/%d/stat: %q", pid, stat)
-	}
-	var ticks int64
-	for _, v := range f[11:13] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			tb.Fatalf("/proc/%d/stat: %v", pid, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // webhookAnswer is the webhook's answer to the admission of pod.

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -165,24 +163,10 @@ func (w *webhookServer) memoryMiB(tb testing.TB, field string) float64 {
 	return procMemoryMiB(tb, w.cmd.Process.Pid, field)
 }
 
-// procMemoryMiB reads a memory field (in kB) of /proc/PID/status in MiB.
+// procMemoryMiB reads a memory field of /proc/PID/status in MiB.
 func procMemoryMiB(tb testing.TB, pid int, field string) float64 {
 	tb.Helper()
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for line := range strings.Lines(string(status)) {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == field+":" && f[2] == "kB" {
-			kB, err := strconv.ParseFloat(f[1], 64)
-			if err != nil {
-				tb.Fatal(err)
-			}
-			return kB / 1024
-		}
-	}
-	tb.Fatalf("no %s in /proc/%d/status", field, pid)
-	return 0
+	return procStatusKiB(tb, pid, field+":") / 1024
 }
 
 // terminate sends SIGTERM and returns the exit status, failing the test

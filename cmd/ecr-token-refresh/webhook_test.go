@@ -2,18 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"flag"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -35,6 +29,7 @@ import (
 
 	"github.com/ecr-token-refresh/ecr-token-refresh/certs"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/envtest"
+	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testcerts"
 	"github.com/ecr-token-refresh/ecr-token-refresh/internal/testutil"
 	"github.com/ecr-token-refresh/ecr-token-refresh/webhook"
 )
@@ -65,7 +60,7 @@ func TestParseWebhookFlags(t *testing.T) {
 			func() webhookFlags {
 				f := defaults
 				f.selfManaged = true
-				f.certHosts = certHosts{"localhost", "127.0.0.1"}
+				f.certHosts = []string{"localhost", "127.0.0.1"}
 				return f
 			}(), nil},
 		{"cert host without self-managed certs", []string{"--cert-host", "localhost"}, webhookFlags{}, errUsage},
@@ -91,23 +86,20 @@ func TestParseWebhookFlags(t *testing.T) {
 	}
 }
 
-// TestRunWebhook runs the webhook command against a real kube-apiserver and
-// checks the server's promises: the webhook at /mutate-v1-pod with TLS 1.2
-// at least and no HTTP/2, certificates reloaded from --cert-dir, the health
-// probes and the metrics.
+// TestRunWebhook runs the webhook command in files mode, which needs no
+// API server, and checks the server's promises: the webhook at
+// /mutate-v1-pod with TLS 1.2 at least and no HTTP/2, certificates
+// reloaded from --cert-dir, the health probes and the metrics.
 func TestRunWebhook(t *testing.T) {
-	_, dir := startWithKubeconfig(t)
-	certDir := filepath.Join(dir, "certs")
-	if err := os.Mkdir(certDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	first := writeServingCert(t, certDir, 1)
+	ca := testcerts.NewCA(t)
+	files, _ := ca.Files(t)
+	certDir := newProjectedDir(t, files)
 
 	port, health, metrics := freePort(t), freePort(t), freePort(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- runWebhook(ctx, []string{"--port", port, "--cert-dir", certDir, "--shutdown-drain", "0",
+		done <- runWebhook(ctx, []string{"--port", port, "--cert-dir", certDir.dir, "--shutdown-drain", "0",
 			"--health-probe-bind-address", "127.0.0.1:" + health, "--metrics-bind-address", "127.0.0.1:" + metrics})
 	}()
 	t.Cleanup(func() {
@@ -119,8 +111,7 @@ func TestRunWebhook(t *testing.T) {
 	waitHealthy(t, health, "/readyz")
 
 	addr := "127.0.0.1:" + port
-	roots := x509.NewCertPool()
-	roots.AddCert(first)
+	roots := ca.Roots
 	httpClient := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}}
 	review := `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-42","kind":{"version":"v1","kind":"Pod"},` +
 		`"resource":{"version":"v1","resource":"pods"},"namespace":"default","operation":"CREATE","object":{"apiVersion":"v1","kind":"Pod",` +
@@ -154,14 +145,15 @@ func TestRunWebhook(t *testing.T) {
 	}
 	conn.Close()
 
-	second := writeServingCert(t, certDir, 2)
+	files, second := ca.Files(t)
+	certDir.update(t, files)
 	testutil.WaitFor(t, 30*time.Second, "the new serving certificate", func() bool {
 		conn, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true})
 		if err != nil {
 			return false
 		}
 		defer conn.Close()
-		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Cmp(second.SerialNumber) == 0
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.Cmp(second) == 0
 	})
 
 	res, err = http.Get("http://127.0.0.1:" + metrics + "/metrics")
@@ -181,49 +173,6 @@ func TestRunWebhook(t *testing.T) {
 	}
 }
 
-// writeServingCert writes a self-signed certificate for 127.0.0.1 with the
-// given serial, and its key, as tls.crt and tls.key in dir; each file is
-// replaced at once.
-func writeServingCert(t *testing.T, dir string, serial int64) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "webhook"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, block := range map[string]*pem.Block{"tls.key": {Type: "EC PRIVATE KEY", Bytes: keyDER}, "tls.crt": {Type: "CERTIFICATE", Bytes: der}} {
-		tmp := filepath.Join(dir, "."+name)
-		if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
-}
-
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
 func freePort(t testing.TB) string {
 	t.Helper()
@@ -236,9 +185,8 @@ func freePort(t testing.TB) string {
 }
 
 // startWithKubeconfig starts a kube-apiserver and points KUBECONFIG at an
-// admin kubeconfig for it, as runWebhook reads it; it returns the
-// environment and a temporary directory.
-func startWithKubeconfig(t *testing.T) (*ctrlenvtest.Environment, string) {
+// admin kubeconfig for it, as runWebhook reads it.
+func startWithKubeconfig(t *testing.T) *ctrlenvtest.Environment {
 	t.Helper()
 	env := envtest.Start(t, &ctrlenvtest.Environment{})
 	user, err := env.AddUser(ctrlenvtest.User{Name: "webhook", Groups: []string{"system:masters"}}, nil)
@@ -254,7 +202,7 @@ func startWithKubeconfig(t *testing.T) (*ctrlenvtest.Environment, string) {
 		t.Fatal(err)
 	}
 	t.Setenv("KUBECONFIG", filepath.Join(dir, "kubeconfig"))
-	return env, dir
+	return env
 }
 
 // waitHealthy waits until the health server on port answers 200 at path.
@@ -276,7 +224,7 @@ func waitHealthy(t *testing.T, port, path string) {
 // turns ready, and serves a certificate for its Service that the caBundle
 // verifies.
 func TestRunWebhookSelfManagedCerts(t *testing.T) {
-	env, _ := startWithKubeconfig(t)
+	env := startWithKubeconfig(t)
 	t.Setenv(certs.NamespaceEnv, certs.DefaultNamespace)
 	c, err := client.New(env.Config, client.Options{})
 	if err != nil {

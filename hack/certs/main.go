@@ -41,19 +41,6 @@ func main() {
 // errUsage marks errors in the command line.
 var errUsage = errors.New("usage")
 
-// hosts is a repeatable flag.
-type hosts []string
-
-func (h *hosts) String() string { return strings.Join(*h, ",") }
-
-func (h *hosts) Set(v string) error {
-	if v == "" {
-		return errors.New("empty host")
-	}
-	*h = append(*h, v)
-	return nil
-}
-
 // run writes the files that args ask for and prints the caBundle to
 // stdout; it reports what it wrote to stderr.
 func run(args []string, stdout, stderr io.Writer) error {
@@ -62,8 +49,14 @@ func run(args []string, stdout, stderr io.Writer) error {
 	dir := fs.String("dir", "", "`directory` to write ca.crt, tls.crt and tls.key into (required)")
 	service := fs.String("service", certs.ServiceName, "`name` of the webhook's Service")
 	namespace := fs.String("namespace", certs.DefaultNamespace, "`namespace` of the webhook's Service")
-	var extra hosts
-	fs.Var(&extra, "host", "extra DNS name or IP address the certificate names, e.g. localhost (repeatable)")
+	var extra []string
+	fs.Func("host", "extra DNS name or IP address the certificate names, e.g. localhost (repeatable)", func(v string) error {
+		if v == "" {
+			return errors.New("empty host")
+		}
+		extra = append(extra, v)
+		return nil
+	})
 	lifetime := fs.Duration("lifetime", certs.DefaultCALifetime, "how long the CA and the certificate are valid")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

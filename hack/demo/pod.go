@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -71,12 +70,10 @@ func (d *demo) createPod(ctx context.Context) error {
 		}
 	}
 
-	dep := &appsv1.Deployment{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(deployment.Object, dep); err != nil {
+	pod, err := apply.TemplatePod(deployment)
+	if err != nil {
 		return err
 	}
-	pod := &corev1.Pod{ObjectMeta: *dep.Spec.Template.ObjectMeta.DeepCopy(), Spec: *dep.Spec.Template.Spec.DeepCopy()}
-	pod.Namespace, pod.GenerateName = ns, dep.Name+"-"
 	var envNames []string
 	for _, kv := range d.srv.Env() {
 		k, v, _ := strings.Cut(kv, "=")
@@ -85,7 +82,7 @@ func (d *demo) createPod(ctx context.Context) error {
 			pod.Spec.Containers[i].Env = append(pod.Spec.Containers[i].Env, corev1.EnvVar{Name: k, Value: v})
 		}
 	}
-	d.printf("    Deployment %s's pod template becomes a Pod, as its ReplicaSet would create it; its containers get\n", dep.Name)
+	d.printf("    Deployment %s's pod template becomes a Pod, as its ReplicaSet would create it; its containers get\n", deployment.GetName())
 	d.printf("    %s pointing at the loopback endpoint, standing in for the AWS identity IRSA or EKS Pod Identity gives them\n", strings.Join(envNames, ", "))
 
 	// The API server may need a moment to use the new webhook

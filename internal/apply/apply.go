@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -60,6 +63,23 @@ func Find(objs []*unstructured.Unstructured, kind, name string) *unstructured.Un
 		}
 	}
 	return nil
+}
+
+// TemplatePod returns the Pod that deployment's ReplicaSet would create
+// from its pod template: the template's metadata and spec, in the
+// Deployment's namespace, named after it (generateName NAME-). There is
+// no controller-manager in envtest to do it.
+func TemplatePod(deployment *unstructured.Unstructured) (*corev1.Pod, error) {
+	if k := deployment.GetKind(); k != "Deployment" {
+		return nil, fmt.Errorf("%s %s is not a Deployment", k, deployment.GetName())
+	}
+	dep := &appsv1.Deployment{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(deployment.Object, dep); err != nil {
+		return nil, fmt.Errorf("reading Deployment %s: %w", deployment.GetName(), err)
+	}
+	pod := &corev1.Pod{ObjectMeta: dep.Spec.Template.ObjectMeta, Spec: dep.Spec.Template.Spec}
+	pod.Namespace, pod.GenerateName = dep.Namespace, dep.Name+"-"
+	return pod, nil
 }
 
 // WebhookURL points every webhook of a Mutating- or

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"maps"
 	"strings"
 	"testing"
 
@@ -56,5 +57,34 @@ func TestWebhookURL(t *testing.T) {
 	}
 	if err := WebhookURL(mwc, "https://x"); err == nil || !strings.Contains(err.Error(), "clientConfig.service.path") {
 		t.Errorf("WebhookURL on a configuration without a service = %v, want an error naming clientConfig.service.path", err)
+	}
+}
+
+// TestTemplatePod turns the example Deployment's pod template into the Pod
+// its ReplicaSet would create.
+func TestTemplatePod(t *testing.T) {
+	_, objs, err := Build("../../manifests/examples/clouddriver")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Find(objs, "Deployment", "spin-clouddriver")
+	pod, err := TemplatePod(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pod.Namespace != "spinnaker" || pod.GenerateName != "spin-clouddriver-" || pod.Name != "" {
+		t.Errorf("pod namespace %q, generateName %q, name %q; want spinnaker, spin-clouddriver-, none", pod.Namespace, pod.GenerateName, pod.Name)
+	}
+	annotations, _, _ := unstructured.NestedStringMap(d.Object, "spec", "template", "metadata", "annotations")
+	if len(annotations) == 0 || !maps.Equal(pod.Annotations, annotations) {
+		t.Errorf("pod annotations %v, want the template's %v", pod.Annotations, annotations)
+	}
+	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	if len(pod.Spec.Containers) != len(containers) || pod.Spec.Containers[0].Name != containers[0].(map[string]any)["name"] {
+		t.Errorf("pod containers %v, want the template's %v", pod.Spec.Containers, containers)
+	}
+
+	if _, err := TemplatePod(Find(objs, "ConfigMap", "ecr-token-refresh-config")); err == nil || !strings.Contains(err.Error(), "is not a Deployment") {
+		t.Errorf("TemplatePod(ConfigMap) = %v, want an error saying it is not a Deployment", err)
 	}
 }

@@ -124,29 +124,23 @@ func (p *Pod) makeVolume(v corev1.Volume, dir string, configMaps map[string]*cor
 	if src.DefaultMode != nil {
 		mode = fs.FileMode(*src.DefaultMode)
 	}
-	files := map[string]fs.FileMode{}
-	for _, it := range src.Items {
+	// The items, or else every key at its own name.
+	items := src.Items
+	if len(items) == 0 {
+		for k := range cm.Data {
+			items = append(items, corev1.KeyToPath{Key: k, Path: k})
+		}
+	}
+	for _, it := range items {
+		data, ok := cm.Data[it.Key]
+		if !ok {
+			return fmt.Errorf("configMap %s has no key %s", src.Name, it.Key)
+		}
 		m := mode
 		if it.Mode != nil {
 			m = fs.FileMode(*it.Mode)
 		}
-		files[it.Key] = m
-	}
-	if len(src.Items) == 0 {
-		for k := range cm.Data {
-			files[k] = mode
-		}
-	}
-	for key, m := range files {
-		data, ok := cm.Data[key]
-		if !ok {
-			return fmt.Errorf("configMap %s has no key %s", src.Name, key)
-		}
-		name := key
-		if i := slices.IndexFunc(src.Items, func(it corev1.KeyToPath) bool { return it.Key == key }); i >= 0 {
-			name = src.Items[i].Path
-		}
-		file := filepath.Join(dir, filepath.FromSlash(name))
+		file := filepath.Join(dir, filepath.FromSlash(it.Path))
 		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 			return err
 		}

@@ -62,15 +62,22 @@ func testConfigMaps() []*corev1.ConfigMap {
 	}
 }
 
-// TestVolumesAreFolders: every volume is a folder, configMap keys are
-// files with their modes and their paths rewritten.
-func TestVolumesAreFolders(t *testing.T) {
+// newTestPod lays out pod with testConfigMaps under a new root, running
+// entrypoint, and returns it with the folder of each volume by name.
+func newTestPod(t *testing.T, pod *corev1.Pod, entrypoint string) (*Pod, func(volume string) string) {
+	t.Helper()
 	root := t.TempDir()
-	p, err := New(testPod(), root, "/bin/true", testConfigMaps()...)
+	p, err := New(pod, root, entrypoint, testConfigMaps()...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vol := func(name string) string { return filepath.Join(root, "volumes", name) }
+	return p, func(volume string) string { return filepath.Join(root, "volumes", volume) }
+}
+
+// TestVolumesAreFolders: every volume is a folder, configMap keys are
+// files with their modes and their paths rewritten.
+func TestVolumesAreFolders(t *testing.T) {
+	p, vol := newTestPod(t, testPod(), "/bin/true")
 	want := []Volume{
 		{Name: "passwords", Source: "emptyDir", Dir: vol("passwords")},
 		{Name: "config", Source: "configMap app-config", Dir: vol("config")},
@@ -106,12 +113,7 @@ func TestVolumesAreFolders(t *testing.T) {
 }
 
 func TestHostPath(t *testing.T) {
-	root := t.TempDir()
-	p, err := New(testPod(), root, "/bin/true", testConfigMaps()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vol := func(name string) string { return filepath.Join(root, "volumes", name) }
+	p, vol := newTestPod(t, testPod(), "/bin/true")
 	for _, tt := range []struct {
 		in, want string
 		ok       bool
@@ -133,17 +135,12 @@ func TestHostPath(t *testing.T) {
 // TestCmd: the entrypoint with the args, only the container's env plus
 // PATH and the extra env, paths under mount points rewritten.
 func TestCmd(t *testing.T) {
-	root := t.TempDir()
 	pod := testPod()
-	p, err := New(pod, root, "/usr/local/bin/app", testConfigMaps()...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, vol := newTestPod(t, pod, "/usr/local/bin/app")
 	cmd, err := p.Cmd(pod.Spec.InitContainers[0], "EXTRA=1", "OTHER=/x")
 	if err != nil {
 		t.Fatal(err)
 	}
-	vol := func(name string) string { return filepath.Join(root, "volumes", name) }
 	wantArgs := []string{"/usr/local/bin/app", "sidecar", "--registry", "123456789012.dkr.ecr.us-west-2.amazonaws.com=" + vol("passwords") + "/a.pass", "/opt/passwordsX"}
 	if !slices.Equal(cmd.Args, wantArgs) {
 		t.Errorf("args = %q, want %q", cmd.Args, wantArgs)
@@ -191,14 +188,11 @@ func TestUnsupported(t *testing.T) {
 	}
 
 	pod := testPod()
-	p, err := New(pod, t.TempDir(), "/bin/true", testConfigMaps()...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _ := newTestPod(t, pod, "/bin/true")
 	c := pod.Spec.InitContainers[0]
 	c.Command = []string{"/bin/sh"}
 	c.Env = append(c.Env, corev1.EnvVar{Name: "POD", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}})
-	_, err = p.Cmd(c)
+	_, err := p.Cmd(c)
 	for _, want := range []string{"container sidecar: command replaces", "env POD: valueFrom"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Cmd: %v, want an error containing %q", err, want)
